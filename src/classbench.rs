@@ -1,0 +1,1 @@
+//! ClassBench rule sets, traces and expected results, run through the classifier.

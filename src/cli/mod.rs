@@ -1,0 +1,1 @@
+//! The `nsgd` command line: parse arguments, call the library, print.

@@ -1,0 +1,3 @@
+//! The estate as a machine: compiled lookup tables and per-NIC evaluation chains.
+
+pub mod classifier;

@@ -1,0 +1,627 @@
+//! The compiled estate: per (NSG, VNet, direction) a classifier over its rules,
+//! per endpoint (declared NIC, or an undeclared address of a subnet) its
+//! outbound and inbound chains, and the address → endpoint lookup. Immutable
+//! once built; the dataplane shares it behind an `Arc` and swaps it on reload.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use smallvec::SmallVec;
+
+use super::classifier::{Classifier, PacketKey};
+use super::flow::Flow;
+use super::resolved::ResolvedRule;
+use super::tags::TagResolver;
+use crate::policy::{default_security_rules, Access, Direction, Policy};
+
+/// Largest number of classifier boxes one NSG table may expand to. A policy
+/// past it (a rule listing thousands of prefixes on both sides and many port
+/// ranges) is refused with a compile error rather than eating all memory.
+pub const MAX_BOXES_PER_TABLE: u128 = 4_000_000;
+
+/// Where in a chain an NSG sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    Nic,
+    Subnet,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Nic => "nic",
+            Level::Subnet => "subnet",
+        }
+    }
+}
+
+/// One NSG of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainStep {
+    pub level: Level,
+    /// Index into `Policy::network_security_groups`.
+    pub nsg: u32,
+    /// Index into [`Program::tables`].
+    pub table: u32,
+}
+
+/// An NSG chain: at most two NSGs (NIC and subnet), in evaluation order.
+pub type Chain = SmallVec<[ChainStep; 2]>;
+
+/// Something traffic can be addressed to: a declared NIC, or the unnamed NIC
+/// that stands for every undeclared address of a subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// Index into `Policy::nics`.
+    Nic(usize),
+    /// Index into [`Program::subnets`].
+    Unnamed(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub kind: EndpointKind,
+    /// Index into `Policy::vnets`: the context for tag resolution.
+    pub vnet: usize,
+    pub subnet: usize,
+    pub outbound: Chain,
+    pub inbound: Chain,
+}
+
+impl Endpoint {
+    pub fn chain(&self, direction: Direction) -> &Chain {
+        match direction {
+            Direction::Outbound => &self.outbound,
+            Direction::Inbound => &self.inbound,
+        }
+    }
+}
+
+/// A subnet of the estate, flattened.
+#[derive(Debug, Clone)]
+pub struct SubnetInfo {
+    pub vnet: usize,
+    /// `<vnet>/<subnet>`.
+    pub path: String,
+    pub nsg: Option<usize>,
+    /// The endpoint standing for the subnet's undeclared addresses.
+    pub unnamed_endpoint: usize,
+}
+
+/// The compiled rules of one NSG in one direction for NICs of one VNet.
+#[derive(Debug, Clone)]
+pub struct NsgTable {
+    pub nsg: usize,
+    pub vnet: usize,
+    pub direction: Direction,
+    /// User and default rules of the direction, by ascending priority. The
+    /// classifier's rule ids are indices into this list.
+    pub rules: Vec<ResolvedRule>,
+    v4: Classifier<u32>,
+    v6: Classifier<u128>,
+}
+
+impl NsgTable {
+    /// Index of the first rule (by priority) matching the flow.
+    #[inline]
+    pub fn first_match(&self, flow: &Flow) -> u32 {
+        let found = match (flow.source(), flow.destination()) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => self.v4.classify(&PacketKey {
+                protocol: flow.protocol(),
+                source: u32::from(source),
+                destination: u32::from(destination),
+                source_port: flow.source_port_key(),
+                destination_port: flow.destination_port_key(),
+            }),
+            (IpAddr::V6(source), IpAddr::V6(destination)) => self.v6.classify(&PacketKey {
+                protocol: flow.protocol(),
+                source: u128::from(source),
+                destination: u128::from(destination),
+                source_port: flow.source_port_key(),
+                destination_port: flow.destination_port_key(),
+            }),
+            // `Flow::new` refuses mixed families.
+            _ => None,
+        };
+        // The default DenyAll rule matches everything, so `None` cannot occur;
+        // answering with the last rule (DenyAll) keeps this total anyway.
+        found.unwrap_or(self.rules.len() as u32 - 1)
+    }
+
+    pub fn classifier_rules(&self) -> usize {
+        self.v4.rule_count() + self.v6.rule_count()
+    }
+
+    pub fn table_bytes(&self) -> usize {
+        self.v4.table_bytes() + self.v6.table_bytes()
+    }
+}
+
+/// One NSG's decision on a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    pub direction: Direction,
+    pub endpoint: u32,
+    pub level: Level,
+    pub nsg: u32,
+    pub table: u32,
+    /// Index into the table's `rules`.
+    pub rule: u32,
+    pub access: Access,
+}
+
+/// The decision on a flow and the evaluations that led to it, outbound side
+/// first, stopping after the first deny. Fits inline: no allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Access,
+    pub evaluations: SmallVec<[Evaluation; 4]>,
+}
+
+impl Verdict {
+    /// The evaluation that decided: the deny, or the last allow (the NSG that
+    /// NSG flow logs credit). `None` when no NSG applied.
+    pub fn deciding(&self) -> Option<&Evaluation> {
+        self.evaluations.last()
+    }
+}
+
+/// A compile-time failure, naming what could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct CompileError {
+    pub location: String,
+    pub message: String,
+}
+
+/// All compile errors of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct CompileErrors(pub Vec<CompileError>);
+
+impl fmt::Display for CompileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Sizes and timing of a compilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompileStats {
+    pub tables: usize,
+    pub classifier_rules: usize,
+    pub table_bytes: usize,
+    pub endpoints: usize,
+    pub compile_time: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Program {
+    policy: Policy,
+    resolver: TagResolver,
+    tables: Vec<NsgTable>,
+    endpoints: Vec<Endpoint>,
+    subnets: Vec<SubnetInfo>,
+    nic_v4: AHashMap<u32, u32>,
+    nic_v6: AHashMap<u128, u32>,
+    /// Subnet ranges sorted by start (subnets never overlap): (lo, hi, endpoint).
+    subnet_v4: Vec<(u32, u32, u32)>,
+    subnet_v6: Vec<(u128, u128, u32)>,
+    stats: CompileStats,
+}
+
+impl Program {
+    /// Compiles a validated policy. An unvalidated one may yield errors for
+    /// dangling names; nothing here panics on them.
+    pub fn compile(policy: &Policy) -> Result<Program, CompileErrors> {
+        let started = Instant::now();
+        let mut errors = Vec::new();
+        let resolver = TagResolver::new(policy);
+        let nsg_index: HashMap<&str, usize> = policy
+            .network_security_groups
+            .iter()
+            .enumerate()
+            .map(|(i, nsg)| (nsg.name.as_str(), i))
+            .collect();
+        let lookup_nsg = |name: &Option<String>,
+                          location: String,
+                          errors: &mut Vec<CompileError>|
+         -> Option<usize> {
+            let name = name.as_ref()?;
+            let found = nsg_index.get(name.as_str()).copied();
+            if found.is_none() {
+                errors.push(CompileError {
+                    location,
+                    message: format!("network security group `{name}` is not defined"),
+                });
+            }
+            found
+        };
+
+        let mut subnets = Vec::new();
+        for (vnet_index, vnet) in policy.vnets.iter().enumerate() {
+            for (subnet_index, subnet) in vnet.subnets.iter().enumerate() {
+                let nsg = lookup_nsg(
+                    &subnet.network_security_group,
+                    format!("vnets[{vnet_index}].subnets[{subnet_index}].networkSecurityGroup"),
+                    &mut errors,
+                );
+                subnets.push(SubnetInfo {
+                    vnet: vnet_index,
+                    path: format!("{}/{}", vnet.name, subnet.name),
+                    nsg,
+                    unnamed_endpoint: 0,
+                });
+            }
+        }
+        let subnet_by_path: HashMap<String, usize> = subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.path.clone(), i))
+            .collect();
+
+        let mut tables: Vec<NsgTable> = Vec::new();
+        let mut table_index: HashMap<(usize, usize, Direction), u32> = HashMap::new();
+        let mut table_for = |nsg: usize,
+                             vnet: usize,
+                             direction: Direction,
+                             errors: &mut Vec<CompileError>|
+         -> Option<u32> {
+            if let Some(&index) = table_index.get(&(nsg, vnet, direction)) {
+                return Some(index);
+            }
+            match build_table(policy, &resolver, nsg, vnet, direction) {
+                Ok(table) => {
+                    let index = tables.len() as u32;
+                    tables.push(table);
+                    table_index.insert((nsg, vnet, direction), index);
+                    Some(index)
+                }
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            }
+        };
+
+        let mut endpoints = Vec::new();
+        let mut chains = |nic_nsg: Option<usize>,
+                          subnet_nsg: Option<usize>,
+                          vnet: usize,
+                          errors: &mut Vec<CompileError>| {
+            let mut outbound = Chain::new();
+            let mut inbound = Chain::new();
+            for (level, nsg) in [(Level::Nic, nic_nsg), (Level::Subnet, subnet_nsg)] {
+                if let Some(nsg) = nsg {
+                    if let Some(table) = table_for(nsg, vnet, Direction::Outbound, errors) {
+                        outbound.push(ChainStep {
+                            level,
+                            nsg: nsg as u32,
+                            table,
+                        });
+                    }
+                }
+            }
+            for (level, nsg) in [(Level::Subnet, subnet_nsg), (Level::Nic, nic_nsg)] {
+                if let Some(nsg) = nsg {
+                    if let Some(table) = table_for(nsg, vnet, Direction::Inbound, errors) {
+                        inbound.push(ChainStep {
+                            level,
+                            nsg: nsg as u32,
+                            table,
+                        });
+                    }
+                }
+            }
+            (outbound, inbound)
+        };
+
+        for (subnet_index, subnet) in subnets.iter_mut().enumerate() {
+            let (outbound, inbound) = chains(None, subnet.nsg, subnet.vnet, &mut errors);
+            subnet.unnamed_endpoint = endpoints.len();
+            endpoints.push(Endpoint {
+                kind: EndpointKind::Unnamed(subnet_index),
+                vnet: subnet.vnet,
+                subnet: subnet_index,
+                outbound,
+                inbound,
+            });
+        }
+
+        let mut nic_v4 = AHashMap::new();
+        let mut nic_v6 = AHashMap::new();
+        for (nic_index, nic) in policy.nics.iter().enumerate() {
+            let Some(&subnet_index) = subnet_by_path.get(&nic.subnet) else {
+                errors.push(CompileError {
+                    location: format!("nics[{nic_index}].subnet"),
+                    message: format!("subnet `{}` is not defined", nic.subnet),
+                });
+                continue;
+            };
+            let nic_nsg = lookup_nsg(
+                &nic.network_security_group,
+                format!("nics[{nic_index}].networkSecurityGroup"),
+                &mut errors,
+            );
+            let subnet = &subnets[subnet_index];
+            let (outbound, inbound) = chains(nic_nsg, subnet.nsg, subnet.vnet, &mut errors);
+            let endpoint = endpoints.len() as u32;
+            endpoints.push(Endpoint {
+                kind: EndpointKind::Nic(nic_index),
+                vnet: subnet.vnet,
+                subnet: subnet_index,
+                outbound,
+                inbound,
+            });
+            for address in &nic.ip_addresses {
+                match address {
+                    IpAddr::V4(a) => nic_v4.insert(u32::from(*a), endpoint),
+                    IpAddr::V6(a) => nic_v6.insert(u128::from(*a), endpoint),
+                };
+            }
+        }
+
+        let mut subnet_v4 = Vec::new();
+        let mut subnet_v6 = Vec::new();
+        for (vnet_index, vnet) in policy.vnets.iter().enumerate() {
+            for subnet in &vnet.subnets {
+                let path = format!("{}/{}", policy.vnets[vnet_index].name, subnet.name);
+                let endpoint = subnets[subnet_by_path[&path]].unnamed_endpoint as u32;
+                let set = super::address_set::AddressSet::from_prefixes(&subnet.address_prefixes);
+                subnet_v4.extend(set.v4.iter().map(|&(lo, hi)| (lo, hi, endpoint)));
+                subnet_v6.extend(set.v6.iter().map(|&(lo, hi)| (lo, hi, endpoint)));
+            }
+        }
+        subnet_v4.sort_unstable();
+        subnet_v6.sort_unstable();
+
+        if !errors.is_empty() {
+            return Err(CompileErrors(errors));
+        }
+        let stats = CompileStats {
+            tables: tables.len(),
+            classifier_rules: tables.iter().map(NsgTable::classifier_rules).sum(),
+            table_bytes: tables.iter().map(NsgTable::table_bytes).sum(),
+            endpoints: endpoints.len(),
+            compile_time: started.elapsed(),
+        };
+        Ok(Program {
+            policy: policy.clone(),
+            resolver,
+            tables,
+            endpoints,
+            subnets,
+            nic_v4,
+            nic_v6,
+            subnet_v4,
+            subnet_v6,
+            stats,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    pub fn resolver(&self) -> &TagResolver {
+        &self.resolver
+    }
+    pub fn tables(&self) -> &[NsgTable] {
+        &self.tables
+    }
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+    pub fn subnets(&self) -> &[SubnetInfo] {
+        &self.subnets
+    }
+    pub fn stats(&self) -> CompileStats {
+        self.stats
+    }
+
+    /// The endpoint an address belongs to: a declared NIC, else the unnamed
+    /// NIC of the subnet containing it, else none (outside the estate).
+    #[inline]
+    pub fn endpoint_of(&self, address: IpAddr) -> Option<u32> {
+        match address {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.nic_v4
+                    .get(&a)
+                    .copied()
+                    .or_else(|| find_range(&self.subnet_v4, a))
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.nic_v6
+                    .get(&a)
+                    .copied()
+                    .or_else(|| find_range(&self.subnet_v6, a))
+            }
+        }
+    }
+
+    /// Endpoint index of a declared NIC, by name.
+    pub fn nic_endpoint(&self, name: &str) -> Option<u32> {
+        self.endpoints
+            .iter()
+            .position(
+                |e| matches!(e.kind, EndpointKind::Nic(i) if self.policy.nics[i].name == name),
+            )
+            .map(|i| i as u32)
+    }
+
+    /// Decides a flow: the outbound chain of the source's endpoint, then the
+    /// inbound chain of the destination's; the first deny ends it.
+    #[inline]
+    pub fn evaluate(&self, flow: &Flow) -> Verdict {
+        let mut evaluations = SmallVec::new();
+        for (address, direction) in [
+            (flow.source(), Direction::Outbound),
+            (flow.destination(), Direction::Inbound),
+        ] {
+            let Some(endpoint) = self.endpoint_of(address) else {
+                continue;
+            };
+            for step in self.endpoints[endpoint as usize].chain(direction) {
+                let table = &self.tables[step.table as usize];
+                let rule = table.first_match(flow);
+                let access = table.rules[rule as usize].access;
+                evaluations.push(Evaluation {
+                    direction,
+                    endpoint,
+                    level: step.level,
+                    nsg: step.nsg,
+                    table: step.table,
+                    rule,
+                    access,
+                });
+                if access == Access::Deny {
+                    return Verdict {
+                        decision: Access::Deny,
+                        evaluations,
+                    };
+                }
+            }
+        }
+        Verdict {
+            decision: Access::Allow,
+            evaluations,
+        }
+    }
+
+    /// The name `verify` shows for an endpoint: the NIC's name, or
+    /// `<vnet>/<subnet>/<address>` for an undeclared address.
+    pub fn endpoint_name(&self, endpoint: u32, address: IpAddr) -> String {
+        match self.endpoints[endpoint as usize].kind {
+            EndpointKind::Nic(nic) => self.policy.nics[nic].name.clone(),
+            EndpointKind::Unnamed(subnet) => format!("{}/{}", self.subnets[subnet].path, address),
+        }
+    }
+
+    pub fn nsg_name(&self, nsg: u32) -> &str {
+        &self.policy.network_security_groups[nsg as usize].name
+    }
+
+    pub fn rule(&self, evaluation: &Evaluation) -> &ResolvedRule {
+        &self.tables[evaluation.table as usize].rules[evaluation.rule as usize]
+    }
+
+    /// The evaluations with names, as `verify` reports them.
+    pub fn describe(&self, flow: &Flow, verdict: &Verdict) -> Vec<NamedEvaluation> {
+        verdict
+            .evaluations
+            .iter()
+            .map(|evaluation| {
+                let address = match evaluation.direction {
+                    Direction::Outbound => flow.source(),
+                    Direction::Inbound => flow.destination(),
+                };
+                NamedEvaluation {
+                    direction: evaluation.direction,
+                    nic: self.endpoint_name(evaluation.endpoint, address),
+                    level: evaluation.level,
+                    nsg: self.nsg_name(evaluation.nsg).to_string(),
+                    rule: self.rule(evaluation).name.clone(),
+                    access: evaluation.access,
+                }
+            })
+            .collect()
+    }
+}
+
+/// An evaluation with its endpoint, NSG and rule named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedEvaluation {
+    pub direction: Direction,
+    pub nic: String,
+    pub level: Level,
+    pub nsg: String,
+    pub rule: String,
+    pub access: Access,
+}
+
+fn find_range<T: Ord + Copy>(ranges: &[(T, T, u32)], value: T) -> Option<u32> {
+    let index = ranges.partition_point(|&(lo, _, _)| lo <= value);
+    if index == 0 {
+        return None;
+    }
+    let (_, hi, endpoint) = ranges[index - 1];
+    (value <= hi).then_some(endpoint)
+}
+
+fn build_table(
+    policy: &Policy,
+    resolver: &TagResolver,
+    nsg: usize,
+    vnet: usize,
+    direction: Direction,
+) -> Result<NsgTable, CompileError> {
+    let group = &policy.network_security_groups[nsg];
+    let mut rules = Vec::new();
+    let user = group
+        .security_rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.direction == direction)
+        .map(|(i, rule)| {
+            (
+                rule,
+                false,
+                format!("networkSecurityGroups[{nsg}].securityRules[{i}]"),
+            )
+        });
+    let defaults = default_security_rules();
+    let builtin = defaults
+        .iter()
+        .filter(|rule| rule.direction == direction)
+        .map(|rule| {
+            (
+                rule,
+                true,
+                format!("networkSecurityGroups[{nsg}] (default rule {})", rule.name),
+            )
+        });
+    for (rule, is_default, location) in user.chain(builtin) {
+        let resolved = ResolvedRule::resolve(rule, is_default, vnet, resolver)
+            .map_err(|message| CompileError { location, message })?;
+        rules.push(resolved);
+    }
+    rules.sort_by_key(|r| r.priority);
+
+    let boxes: u128 = rules
+        .iter()
+        .map(|r| r.box_count(true) + r.box_count(false))
+        .sum();
+    if boxes > MAX_BOXES_PER_TABLE {
+        return Err(CompileError {
+            location: format!("networkSecurityGroups[{nsg}]"),
+            message: format!(
+                "the {direction} rules of `{}` expand to {boxes} classifier entries (limit {MAX_BOXES_PER_TABLE}): \
+                 split rules that list many prefixes on both sides and many port ranges",
+                group.name
+            ),
+        });
+    }
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (id, rule) in rules.iter().enumerate() {
+        rule.push_v4_boxes(id as u32, &mut v4);
+        rule.push_v6_boxes(id as u32, &mut v6);
+    }
+    Ok(NsgTable {
+        nsg,
+        vnet,
+        direction,
+        rules,
+        v4: Classifier::build(&v4),
+        v6: Classifier::build(&v6),
+    })
+}

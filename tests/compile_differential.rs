@@ -255,11 +255,10 @@ fn random_estate(seed: u64) -> Estate {
             subnets,
         });
     }
-    for a in 0..vnet_count {
+    for (a, vnet) in vnets.iter_mut().enumerate() {
         for b in 0..vnet_count {
             if a != b && rng.chance(30) {
-                let name = format!("vnet{b}");
-                vnets[a].peerings.push(name);
+                vnet.peerings.push(format!("vnet{b}"));
             }
         }
     }

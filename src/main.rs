@@ -1,3 +1,3 @@
-fn main() {
-    println!("nsgd");
+fn main() -> std::process::ExitCode {
+    nsgd::cli::main()
 }

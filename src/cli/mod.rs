@@ -1,1 +1,100 @@
-//! The `nsgd` command line: parse arguments, call the library, print.
+//! The `nsgd` command line: parse arguments, call the library, print. No
+//! policy or packet logic lives here.
+
+mod check;
+mod classbench;
+mod effective;
+mod import;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::compile::Program;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nsgd",
+    version,
+    about = "A stateful, Azure-NSG-style layer 3/4 packet filter: compile, test and enforce NSG policy",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a policy, summarise it and lint its rules.
+    Check(check::Args),
+    /// Show a NIC's effective security rules, tags and ASGs expanded.
+    Effective(effective::Args),
+    /// Decide flows: the verdict and the NSG evaluations that led to it.
+    Verify(verify::Args),
+    /// Run a ClassBench rule set and trace through the classifier.
+    Classbench(classbench::Args),
+    /// Convert Azure exports (NSGs, VNets, NICs, Service Tags JSON) into a policy file.
+    Import(import::Args),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Effective(args) => effective::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Classbench(args) => classbench::run(args),
+        Command::Import(args) => import::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("nsgd: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Policy errors already printed; the command fails without repeating them.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Reported(String);
+
+/// Loads and compiles a policy, printing every error it has.
+fn load_program(path: &Path) -> anyhow::Result<Program> {
+    let policy = match crate::policy::load(path) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            for error in errors.iter() {
+                eprintln!("{error}");
+            }
+            return Err(Reported(format!(
+                "{}: {} error{}",
+                path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            ))
+            .into());
+        }
+    };
+    Program::compile(&policy).map_err(|errors| {
+        for error in &errors.0 {
+            eprintln!("{}: {error}", path.display());
+        }
+        Reported(format!("{}: {} compile error(s)", path.display(), errors.0.len())).into()
+    })
+}
+
+/// Opens a file, or standard input for `-`.
+fn open_input(path: &PathBuf) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
+}

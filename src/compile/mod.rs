@@ -7,7 +7,9 @@
 
 pub mod address_set;
 pub mod classifier;
+pub mod effective;
 pub mod flow;
+pub mod lint;
 pub mod program;
 pub mod reference;
 pub mod resolved;

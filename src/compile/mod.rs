@@ -13,6 +13,7 @@ pub mod lint;
 pub mod program;
 pub mod reference;
 pub mod resolved;
+pub mod synthetic;
 pub mod tags;
 
 pub use address_set::AddressSet;

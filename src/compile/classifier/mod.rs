@@ -17,9 +17,7 @@ pub const NO_PORT: u32 = 65536;
 pub const ANY_PORT: (u32, u32) = (0, NO_PORT);
 
 /// An address width the classifier can key on: IPv4 (`u32`) or IPv6 (`u128`).
-pub trait AddressKey:
-    Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static
-{
+pub trait AddressKey: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static {
     const BITS: u32;
     const MAX: Self;
     /// The address as an unsigned integer widened to 128 bits.

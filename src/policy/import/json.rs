@@ -140,9 +140,13 @@ impl<'a> Node<'a> {
     }
 
     pub fn unsigned(&self) -> Result<u64, ImportError> {
-        self.value
-            .as_u64()
-            .ok_or_else(|| self.wrong_type("a non-negative integer"))
+        self.value.as_u64().ok_or_else(|| {
+            self.wrong_type(if self.value.is_i64() {
+                "a non-negative integer"
+            } else {
+                "an integer"
+            })
+        })
     }
 
     pub fn boolean(&self) -> Result<bool, ImportError> {

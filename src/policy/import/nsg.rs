@@ -123,7 +123,11 @@ impl ParsedRule {
         node.object()?;
         let name = resource_name(node)?;
         let description = node.field("description").map(|d| d.string()).transpose()?;
-        let priority = required(node, "priority")?.unsigned()?;
+        let priority_node = required(node, "priority")?;
+        let priority = priority_node.unsigned()?;
+        if priority > u64::from(u32::MAX) {
+            return Err(priority_node.invalid(format!("priority {priority} is out of range")));
+        }
         let direction_node = required(node, "direction")?;
         let direction = match direction_node.string()?.to_ascii_lowercase().as_str() {
             "inbound" => "Inbound",

@@ -302,6 +302,48 @@ fn associations_declared_only_by_the_nsg_are_filled_in() {
 }
 
 #[test]
+fn nic_configurations_in_different_asgs_are_reported() {
+    let mut nic = fixture("nic-web-vm-1.arm.json");
+    let mut second = nic["properties"]["ipConfigurations"][0].clone();
+    second["properties"]["privateIPAddress"] = json!("10.0.1.5");
+    second["properties"]["applicationSecurityGroups"] = json!([
+        { "id": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/applicationSecurityGroups/adminAsg" }
+    ]);
+    nic["properties"]["ipConfigurations"]
+        .as_array_mut()
+        .unwrap()
+        .push(second);
+    let imported = import_documents(&[("nic.json".into(), nic)]).unwrap();
+    assert_eq!(
+        imported.document["nics"][0]["ipAddresses"],
+        json!(["10.0.1.4", "10.0.1.5"])
+    );
+    assert_eq!(
+        imported.document["nics"][0]["applicationSecurityGroups"],
+        json!(["webAsg", "adminAsg"])
+    );
+    assert!(imported
+        .warnings
+        .iter()
+        .any(|w| w.contains("NIC web-vm-1-nic: its IP configurations belong to different ASGs")));
+}
+
+#[test]
+fn malformed_addresses_are_not_taken_for_service_tags() {
+    let mut nsg = fixture("nsg-web.cli.json");
+    nsg["securityRules"][4]["destinationAddressPrefix"] = json!("10.0.0.0/33");
+    let imported = import_documents(&[("webNsg.json".into(), nsg)]).unwrap();
+    assert!(imported.document["serviceTags"]
+        .get("10.0.0.0/33")
+        .is_none());
+    assert_eq!(
+        imported.document["networkSecurityGroups"][0]["securityRules"][4]
+            ["destinationAddressPrefix"],
+        "10.0.0.0/33"
+    );
+}
+
+#[test]
 fn nic_without_its_vnet_or_nsg_is_reported() {
     let imported = import(&["nic-web-vm-1.arm.json"]);
     assert_eq!(imported.warnings.len(), 2, "{:#?}", imported.warnings);
@@ -739,10 +781,12 @@ fn yaml_quotes_strings_that_would_read_as_something_else() {
         "=",
         "<<",
     ];
+    let long_key = "k".repeat(1500);
     let document = json!({
         "strings": strings.as_slice(),
         "keys": strings.iter().map(|s| (s.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
         "numbers": [0, 1, -7, 100, 4096, 1.5, -0.25, 1e300],
+        "long": [{ long_key.as_str(): 1, "after": 2 }, { "before": 1, long_key.as_str(): { "x": [] } }],
         "others": [true, false, null, [], {}, [[1, [2]], {"a": []}]]
     });
     let yaml = to_yaml(&document);

@@ -153,6 +153,8 @@ impl ParsedNic {
         let mut subnet: Option<String> = None;
         let mut ip_addresses = Vec::new();
         let mut application_security_groups: Vec<String> = Vec::new();
+        // Each configuration's ASG set, to warn when they differ.
+        let mut configuration_asgs: Vec<Vec<String>> = Vec::new();
         for configuration in configurations.items()? {
             configuration.object()?;
             if let Some(subnet_node) = configuration.field("subnet") {
@@ -187,16 +189,31 @@ impl ParsedNic {
                     configuration.display_path()
                 )),
             }
-            if let Some(list) = configuration.field("applicationSecurityGroups") {
-                for asg in list.reference_names()? {
-                    if !application_security_groups
-                        .iter()
-                        .any(|known| known.eq_ignore_ascii_case(&asg))
-                    {
-                        application_security_groups.push(asg);
-                    }
+            let mut members = match configuration.field("applicationSecurityGroups") {
+                Some(list) => list.reference_names()?,
+                None => Vec::new(),
+            };
+            let mut key: Vec<String> = members.iter().map(|a| a.to_ascii_lowercase()).collect();
+            key.sort();
+            key.dedup();
+            configuration_asgs.push(key);
+            for asg in members.drain(..) {
+                if !application_security_groups
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(&asg))
+                {
+                    application_security_groups.push(asg);
                 }
             }
+        }
+        if configuration_asgs.windows(2).any(|pair| pair[0] != pair[1]) {
+            warnings.push(format!(
+                "{}: NIC {name}: its IP configurations belong to different ASGs; nsgd keeps \
+                 ASG membership per NIC, so every address of the NIC is placed in all of \
+                 them ({})",
+                node.source.file,
+                application_security_groups.join(", ")
+            ));
         }
         let subnet =
             subnet.ok_or_else(|| configurations.invalid("no IP configuration names a subnet"))?;

@@ -311,10 +311,12 @@ pub(crate) fn one_or_many(
     })
 }
 
-/// Whether a singular address value names a service tag.
+/// Whether a singular address value names a service tag (`Storage`,
+/// `Sql.WestEurope`). Malformed addresses are not tags: the policy loader
+/// reports them.
 pub(crate) fn is_tag(prefix: &str) -> bool {
-    prefix != "*"
-        && prefix.parse::<ipnet::IpNet>().is_err()
+    prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !prefix.contains(['/', ':'])
         && prefix.parse::<std::net::IpAddr>().is_err()
 }
 

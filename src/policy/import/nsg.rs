@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
+use super::error::ImportError;
 use super::json::{subnet_path, Node};
 use super::{resource_name, Origin};
-use crate::policy::import::error::ImportError;
 use crate::policy::model::{default_security_rules, AddressMatch, PortMatch, Protocol};
 
 /// An NSG as read from one export.

@@ -15,7 +15,7 @@
 //!    every later rule, so lists are cut after it. Replication is bounded
 //!    per cut and globally (falling back to bigger leaves).
 
-use super::tree::{LeafRule, Node, Tree, FIELDS, LEAF};
+use super::tree::{LeafRule, Node, Tree, FANOUT, FIELDS, MAX_NODES};
 use super::{AddressKey, ClassifierRule};
 
 /// Tuning knobs of [`super::Classifier::build_with`].
@@ -23,7 +23,7 @@ use super::{AddressKey, ClassifierRule};
 pub struct BuildConfig {
     /// A node with at most this many rules becomes a leaf.
     pub leaf_size: usize,
-    /// Most children of one node (at most 256).
+    /// Most children of one node (at most 16).
     pub max_fanout: usize,
     /// Most rule copies one cut may create, relative to the node's rules.
     pub max_cut_replication: f64,
@@ -35,18 +35,22 @@ pub struct BuildConfig {
     pub partition: bool,
     /// Subsets smaller than this fraction of the rules are merged.
     pub min_subset_fraction: f64,
+    /// An address range is *small* when it is no wider than a prefix of this
+    /// length (IPv4 terms; scaled for IPv6).
+    pub small_prefix: u32,
 }
 
 impl Default for BuildConfig {
     fn default() -> Self {
         BuildConfig {
             leaf_size: 8,
-            max_fanout: 16,
+            max_fanout: FANOUT,
             max_cut_replication: 3.0,
             budget_per_rule: 24,
             max_depth: 48,
             partition: true,
             min_subset_fraction: 0.05,
+            small_prefix: 16,
         }
     }
 }
@@ -108,37 +112,47 @@ fn normalise<A: AddressKey>(rules: &[ClassifierRule<A>]) -> Vec<BRule> {
 }
 
 /// Subsets of rules, each sorted by id.
+///
+/// Groups by (source small, destination small). A group too small to be
+/// worth its own tree is merged only into a group whose trees never cut the
+/// fields it is wide in: both-small into the larger one-small group, one-small
+/// into the neither-small group. Wide rules are never merged into a tree that
+/// cuts addresses (they would be replicated into every leaf).
 fn partition<A: AddressKey>(rules: Vec<BRule>, cfg: &BuildConfig) -> Vec<Vec<BRule>> {
     if !cfg.partition || rules.len() <= 64 {
         return vec![rules];
     }
-    let small_limit = 1u128 << (A::BITS / 2);
+    let prefix = (cfg.small_prefix * A::BITS / 32).min(A::BITS);
+    let small_limit = u128::MAX.checked_shr(128 - (A::BITS - prefix)).unwrap_or(0);
+    // 0 = neither small, 1 = destination, 2 = source, 3 = both.
     let mut groups: Vec<Vec<BRule>> = vec![Vec::new(); 4];
     for b in rules {
-        let s = usize::from(b.r[0].1 - b.r[0].0 < small_limit);
-        let d = usize::from(b.r[1].1 - b.r[1].0 < small_limit);
+        let s = usize::from(b.r[0].1 - b.r[0].0 <= small_limit);
+        let d = usize::from(b.r[1].1 - b.r[1].0 <= small_limit);
         groups[s * 2 + d].push(b);
     }
     let total: usize = groups.iter().map(Vec::len).sum();
     let min = ((total as f64 * cfg.min_subset_fraction) as usize).max(32);
-    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
-    let mut out: Vec<Vec<BRule>> = Vec::new();
-    let mut leftovers: Vec<BRule> = Vec::new();
-    for g in groups {
-        if g.is_empty() {
-            continue;
-        }
-        if out.is_empty() || g.len() >= min {
-            out.push(g);
+    let merge = |groups: &mut Vec<Vec<BRule>>, from: usize, to: usize| {
+        let moved = std::mem::take(&mut groups[from]);
+        groups[to].extend(moved);
+    };
+    if groups[3].len() < min {
+        let to = if groups[2].len() >= groups[1].len() {
+            2
         } else {
-            leftovers.extend(g);
+            1
+        };
+        merge(&mut groups, 3, to);
+    }
+    for g in [1, 2] {
+        if groups[g].len() < min && groups[0].len() + groups[g].len() >= min.min(total) {
+            merge(&mut groups, g, 0);
         }
     }
-    if !leftovers.is_empty() {
-        if let Some(first) = out.first_mut() {
-            first.extend(leftovers);
-            first.sort_by_key(|b| b.id);
-        }
+    let mut out: Vec<Vec<BRule>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+    for g in &mut out {
+        g.sort_by_key(|b| b.id);
     }
     out
 }
@@ -273,7 +287,7 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
     tree.min_id = first.id;
     let n = rules.len();
     let budget = cfg.budget_per_rule.saturating_mul(n).saturating_add(4096);
-    let max_k = cfg.max_fanout.clamp(2, 256);
+    let max_k = cfg.max_fanout.clamp(2, FANOUT);
     let leaf_size = cfg.leaf_size.max(1);
     let mut committed = n;
     let mut scratch = Vec::new();
@@ -306,12 +320,15 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                     if c.sum >= kk * list.len() {
                         continue;
                     }
+                    let n = list.len() as f64;
+                    let ok = |c: &Cut| c.sum as f64 <= cfg.max_cut_replication * n;
                     let better = match &cut {
                         None => true,
                         Some(b) => {
                             let (bk, ck) = (b.points.len() + 1, kk);
-                            // Compare average child sizes sum/k.
-                            (c.sum * bk, c.max) < (b.sum * ck, b.max)
+                            // Cuts within the replication limit first, then
+                            // the smaller average child (sum / k).
+                            (!ok(&c), c.sum * bk, c.max) < (!ok(b), b.sum * ck, b.max)
                         }
                     };
                     if better {
@@ -320,14 +337,11 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 }
             }
         }
-        let cut = cut.filter(|c| committed - list.len() + c.sum <= budget);
+        let cut = cut.filter(|c| {
+            committed - list.len() + c.sum <= budget && tree.nodes.len() + FANOUT < MAX_NODES
+        });
         let Some(cut) = cut else {
-            tree.nodes[slot] = Node {
-                field: LEAF,
-                count: 0,
-                a: tree.rules.len() as u32,
-                b: list.len() as u32,
-            };
+            tree.nodes[slot] = Node::leaf(tree.rules.len(), list.len());
             tree.rules
                 .extend(list.iter().map(|&i| leaf_rule::<A>(&rules[i as usize])));
             continue;
@@ -345,15 +359,8 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
             }
         }
         let first_child = tree.nodes.len();
-        tree.nodes.resize(first_child + kk, Node::default());
-        tree.nodes[slot] = Node {
-            field: f as u8,
-            count: cut.points.len() as u8,
-            a: tree.thresholds.len() as u32,
-            b: first_child as u32,
-        };
-        tree.thresholds
-            .extend(cut.points.iter().map(|&p| A::from_u128(p)));
+        tree.nodes.resize(first_child + kk, Node::leaf(0, 0));
+        tree.nodes[slot] = Node::inner(f, first_child, &cut.points);
         for (j, child) in children.into_iter().enumerate().rev() {
             let mut creg = reg;
             if j > 0 {
@@ -366,7 +373,6 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
         }
     }
     tree.nodes.shrink_to_fit();
-    tree.thresholds.shrink_to_fit();
     tree.rules.shrink_to_fit();
     tree
 }

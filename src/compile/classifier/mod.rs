@@ -162,6 +162,25 @@ impl<A: AddressKey> Classifier<A> {
             + self.trees.capacity() * std::mem::size_of::<tree::Tree<A>>()
     }
 
+    /// Work one lookup does: (trees walked, nodes visited, leaf rules
+    /// compared). For tuning and tests.
+    pub fn lookup_cost(&self, key: &PacketKey<A>) -> (u32, u32, u32) {
+        let fields = tree::key_fields(key);
+        let mut best = NO_MATCH;
+        let (mut trees, mut nodes, mut rules) = (0, 0, 0);
+        for t in &self.trees {
+            if t.min_id >= best {
+                break;
+            }
+            let (n, r, b) = t.cost(key, &fields, best);
+            trees += 1;
+            nodes += n;
+            rules += r;
+            best = b;
+        }
+        (trees, nodes, rules)
+    }
+
     /// Shape statistics of the compiled structure (for tuning and reports).
     pub fn stats(&self) -> ClassifierStats {
         let mut s = ClassifierStats {

@@ -7,8 +7,14 @@
 
 use super::{AddressKey, ClassifierStats, PacketKey, NO_MATCH};
 
-/// `Node::field` value marking a leaf.
-pub(crate) const LEAF: u8 = 0xFF;
+/// Node kind (low 3 bits of `Node::meta`) marking a leaf.
+pub(crate) const LEAF: u32 = 7;
+
+/// Most children of one node; an inner node holds `FANOUT - 1` thresholds.
+pub(crate) const FANOUT: usize = 16;
+
+/// Largest first-child index `Node::meta` can hold.
+pub(crate) const MAX_NODES: usize = 1 << 29;
 
 /// Keys walked in lock-step by [`Tree::lookup_batch`].
 const LANES: usize = 16;
@@ -17,16 +23,63 @@ const LANES: usize = 16;
 /// port, protocol.
 pub(crate) const FIELDS: usize = 5;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Node {
-    /// Field cut at this node (`0..FIELDS`), or [`LEAF`].
-    pub field: u8,
-    /// Number of thresholds of an inner node.
-    pub count: u8,
-    /// Inner node: index of the first threshold; leaf: index of the first rule.
-    pub a: u32,
-    /// Inner node: index of the first child; leaf: number of rules.
-    pub b: u32,
+/// One tree node, a cache line for IPv4.
+///
+/// Inner node: `meta & 7` is the field cut, `meta >> 3` the first child; the
+/// children are contiguous and the one to take is `first + #(thr[j] < v)`.
+/// `thr[j]` is the j-th cut point minus one; unused slots hold `A::MAX`, which
+/// no value exceeds, so every node is compared branch-free at full width.
+/// Leaf: `meta & 7 == LEAF`, `thr[0]` is the first rule, `thr[1]` the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(crate) struct Node<A> {
+    pub thr: [A; FANOUT - 1],
+    pub meta: u32,
+}
+
+impl<A: AddressKey> Node<A> {
+    pub fn leaf(first: usize, len: usize) -> Self {
+        let mut thr = [A::MAX; FANOUT - 1];
+        thr[0] = A::from_u128(first as u128);
+        thr[1] = A::from_u128(len as u128);
+        Node { thr, meta: LEAF }
+    }
+
+    pub fn inner(field: usize, first_child: usize, points: &[u128]) -> Self {
+        let mut thr = [A::MAX; FANOUT - 1];
+        for (t, &p) in thr.iter_mut().zip(points) {
+            *t = A::from_u128(p - 1);
+        }
+        Node {
+            thr,
+            meta: ((first_child as u32) << 3) | field as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn is_leaf(&self) -> bool {
+        self.meta & 7 == LEAF
+    }
+
+    /// Rule range of a leaf.
+    #[inline(always)]
+    fn rule_range(&self) -> (usize, usize) {
+        let first = self.thr[0].to_u128() as usize;
+        (first, first + self.thr[1].to_u128() as usize)
+    }
+
+    /// Child index of an inner node for the key.
+    #[inline(always)]
+    fn child(&self, fields: &[A; FIELDS]) -> usize {
+        let v = fields[(self.meta & 7) as usize % FIELDS];
+        // Thresholds ascend, so the ones below `v` are a prefix: the child
+        // is the number of trailing ones of the comparison mask.
+        let mut mask = 0u32;
+        for (j, &t) in self.thr.iter().enumerate() {
+            mask |= u32::from(t < v) << j;
+        }
+        (self.meta >> 3) as usize + (mask + 1).trailing_zeros() as usize
+    }
 }
 
 /// A rule as stored in a leaf: compact, matched branch-free.
@@ -70,8 +123,7 @@ pub(crate) fn key_fields<A: AddressKey>(k: &PacketKey<A>) -> [A; FIELDS] {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Tree<A> {
-    pub nodes: Vec<Node>,
-    pub thresholds: Vec<A>,
+    pub nodes: Vec<Node<A>>,
     pub rules: Vec<LeafRule<A>>,
     /// Smallest rule id in the tree: a lookup whose best is already at or
     /// below it can skip the tree.
@@ -79,35 +131,21 @@ pub(crate) struct Tree<A> {
 }
 
 impl<A: AddressKey> Tree<A> {
-    /// Index of the child of inner node `n` that `fields` falls into.
-    #[inline(always)]
-    fn child(&self, n: &Node, fields: &[A; FIELDS]) -> usize {
-        let v = fields[usize::from(n.field) % FIELDS];
-        let start = n.a as usize;
-        let end = start + usize::from(n.count);
-        let c = self.thresholds[start..end]
-            .iter()
-            .map(|&t| usize::from(t <= v))
-            .sum::<usize>();
-        n.b as usize + c
-    }
-
     /// The leaf `fields` lands in.
     #[inline(always)]
-    fn find_leaf(&self, fields: &[A; FIELDS]) -> Node {
-        let mut n = self.nodes[0];
-        while n.field != LEAF {
-            n = self.nodes[self.child(&n, fields)];
+    fn find_leaf(&self, fields: &[A; FIELDS]) -> &Node<A> {
+        let mut n = &self.nodes[0];
+        while !n.is_leaf() {
+            n = &self.nodes[n.child(fields)];
         }
         n
     }
 
     /// Scans a leaf for the first rule matching `key` with an id below `best`.
     #[inline(always)]
-    fn scan_leaf(&self, leaf: Node, key: &PacketKey<A>, best: u32) -> u32 {
-        let start = leaf.a as usize;
-        let end = start + leaf.b as usize;
-        for r in &self.rules[start..end] {
+    fn scan_leaf(&self, leaf: &Node<A>, key: &PacketKey<A>, best: u32) -> u32 {
+        let (start, end) = leaf.rule_range();
+        for r in self.rules.get(start..end).unwrap_or(&[]) {
             if r.id >= best {
                 break;
             }
@@ -116,6 +154,28 @@ impl<A: AddressKey> Tree<A> {
             }
         }
         best
+    }
+
+    /// (nodes visited, leaf rules compared) by a lookup: for tuning.
+    pub fn cost(&self, key: &PacketKey<A>, fields: &[A; FIELDS], best: u32) -> (u32, u32, u32) {
+        let mut n = &self.nodes[0];
+        let mut visited = 1;
+        while !n.is_leaf() {
+            n = &self.nodes[n.child(fields)];
+            visited += 1;
+        }
+        let (start, end) = n.rule_range();
+        let mut scanned = 0;
+        for r in self.rules.get(start..end).unwrap_or(&[]) {
+            if r.id >= best {
+                break;
+            }
+            scanned += 1;
+            if r.matches(key) {
+                return (visited, scanned, r.id);
+            }
+        }
+        (visited, scanned, best)
     }
 
     /// `best` improved by this tree's rules.
@@ -129,18 +189,27 @@ impl<A: AddressKey> Tree<A> {
     /// that their independent cache misses overlap.
     pub fn lookup_batch(&self, keys: &[PacketKey<A>], out: &mut [u32]) {
         for (kc, oc) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            let m = kc.len().min(oc.len());
+            // Lanes whose best so far this tree could still improve.
+            let mut lane = [0usize; LANES];
+            let mut m = 0;
+            for (i, &o) in oc.iter().enumerate().take(kc.len()) {
+                lane[m] = i;
+                m += usize::from(o > self.min_id);
+            }
+            if m == 0 {
+                continue;
+            }
             let mut fields = [[A::default(); FIELDS]; LANES];
-            let mut cur = [self.nodes[0]; LANES];
-            for i in 0..m {
-                fields[i] = key_fields(&kc[i]);
+            let mut cur = [0usize; LANES];
+            for j in 0..m {
+                fields[j] = key_fields(&kc[lane[j]]);
             }
             loop {
                 let mut moved = false;
-                for i in 0..m {
-                    let n = cur[i];
-                    if n.field != LEAF {
-                        cur[i] = self.nodes[self.child(&n, &fields[i])];
+                for j in 0..m {
+                    let n = &self.nodes[cur[j]];
+                    if !n.is_leaf() {
+                        cur[j] = n.child(&fields[j]);
                         moved = true;
                     }
                 }
@@ -148,52 +217,45 @@ impl<A: AddressKey> Tree<A> {
                     break;
                 }
             }
-            for i in 0..m {
-                if oc[i] > self.min_id {
-                    oc[i] = self.scan_leaf(cur[i], &kc[i], oc[i]);
-                }
+            for j in 0..m {
+                let i = lane[j];
+                oc[i] = self.scan_leaf(&self.nodes[cur[j]], &kc[i], oc[i]);
             }
         }
     }
 
     pub fn table_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.thresholds.capacity() * std::mem::size_of::<A>()
+        self.nodes.capacity() * std::mem::size_of::<Node<A>>()
             + self.rules.capacity() * std::mem::size_of::<LeafRule<A>>()
     }
 
     pub fn add_stats(&self, s: &mut ClassifierStats) {
         s.nodes += self.nodes.len();
         s.leaf_rules += self.rules.len();
-        // Depth by walking: children always have larger indices than parents.
+        // Children always have larger indices than their parent.
         let mut depth = vec![0usize; self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
-            if n.field == LEAF {
+            if n.is_leaf() {
+                let (a, b) = n.rule_range();
                 s.leaves += 1;
-                s.max_leaf = s.max_leaf.max(n.b as usize);
+                s.max_leaf = s.max_leaf.max(b - a);
                 s.max_depth = s.max_depth.max(depth[i]);
             } else {
                 let di = depth[i];
-                for c in 0..=usize::from(n.count) {
-                    if let Some(d) = depth.get_mut(n.b as usize + c) {
+                let first = (n.meta >> 3) as usize;
+                let count = n.thr.iter().filter(|&&t| t != A::MAX).count();
+                for c in 0..=count {
+                    if let Some(d) = depth.get_mut(first + c) {
                         *d = di + 1;
                     }
                 }
             }
         }
     }
-}
 
-impl<A> Tree<A> {
     pub fn empty() -> Self {
         Tree {
-            nodes: vec![Node {
-                field: LEAF,
-                count: 0,
-                a: 0,
-                b: 0,
-            }],
-            thresholds: Vec::new(),
+            nodes: vec![Node::leaf(0, 0)],
             rules: Vec::new(),
             min_id: NO_MATCH,
         }

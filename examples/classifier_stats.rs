@@ -37,6 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(v) = env("BUDGET") {
                 cfg.budget_per_rule = v as usize;
             }
+            if let Some(v) = env("MINF") {
+                cfg.min_subset_fraction = v;
+            }
             if let Some(v) = env("SMALL") {
                 cfg.small_prefix = v as u32;
             }

@@ -15,8 +15,9 @@
 //!    every later rule, so lists are cut after it. Replication is bounded
 //!    per cut and globally (falling back to bigger leaves).
 
-use super::tree::{LeafRule, Node, Tree, FANOUT, FIELDS, MAX_NODES};
-use super::{AddressKey, ClassifierRule};
+use super::tree::key_fields;
+use super::tree::{LeafRule, Node, Tree, FANOUT, FIELDS, INTERLEAVE_BYTES, MAX_NODES};
+use super::{AddressKey, ClassifierRule, PacketKey, NO_MATCH, NO_PORT};
 
 /// Tuning knobs of [`super::Classifier::build_with`].
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct BuildConfig {
     pub partition: bool,
     /// Subsets smaller than this fraction of the rules are merged.
     pub min_subset_fraction: f64,
+    /// Rule sets up to this size also try a single unpartitioned tree.
+    pub single_tree_max: usize,
     /// An address range is *small* when it is no wider than a prefix of this
     /// length (IPv4 terms; scaled for IPv6).
     pub small_prefix: u32,
@@ -51,6 +54,7 @@ impl Default for BuildConfig {
             partition: true,
             min_subset_fraction: 0.05,
             small_prefix: 16,
+            single_tree_max: 20_000,
         }
     }
 }
@@ -111,33 +115,37 @@ fn normalise<A: AddressKey>(rules: &[ClassifierRule<A>]) -> Vec<BRule> {
     out
 }
 
-/// Subsets of rules, each sorted by id.
+/// Subsets of rules (indices into `rules`, which is sorted by id, so each
+/// subset is too).
 ///
 /// Groups by (source small, destination small). A group too small to be
-/// worth its own tree is merged only into a group whose trees never cut the
+/// worth its own tree is merged only into a group whose tree never cuts the
 /// fields it is wide in: both-small into the larger one-small group, one-small
 /// into the neither-small group. Wide rules are never merged into a tree that
-/// cuts addresses (they would be replicated into every leaf).
-fn partition<A: AddressKey>(rules: Vec<BRule>, cfg: &BuildConfig) -> Vec<Vec<BRule>> {
-    if !cfg.partition || rules.len() <= 64 {
-        return vec![rules];
-    }
+/// cuts addresses (they would be replicated into every leaf). With `merge_sd`
+/// the both-small group is always merged.
+fn partition<A: AddressKey>(
+    rules: &[BRule],
+    cfg: &BuildConfig,
+    min_fraction: f64,
+    merge_sd: bool,
+) -> Vec<Vec<u32>> {
     let prefix = (cfg.small_prefix * A::BITS / 32).min(A::BITS);
     let small_limit = u128::MAX.checked_shr(128 - (A::BITS - prefix)).unwrap_or(0);
     // 0 = neither small, 1 = destination, 2 = source, 3 = both.
-    let mut groups: Vec<Vec<BRule>> = vec![Vec::new(); 4];
-    for b in rules {
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 4];
+    for (i, b) in rules.iter().enumerate() {
         let s = usize::from(b.r[0].1 - b.r[0].0 <= small_limit);
         let d = usize::from(b.r[1].1 - b.r[1].0 <= small_limit);
-        groups[s * 2 + d].push(b);
+        groups[s * 2 + d].push(i as u32);
     }
-    let total: usize = groups.iter().map(Vec::len).sum();
-    let min = ((total as f64 * cfg.min_subset_fraction) as usize).max(32);
-    let merge = |groups: &mut Vec<Vec<BRule>>, from: usize, to: usize| {
+    let total = rules.len();
+    let min = ((total as f64 * min_fraction) as usize).max(32);
+    let merge = |groups: &mut Vec<Vec<u32>>, from: usize, to: usize| {
         let moved = std::mem::take(&mut groups[from]);
         groups[to].extend(moved);
     };
-    if groups[3].len() < min {
+    if groups[3].len() < min || (merge_sd && groups[1].len() + groups[2].len() > 0) {
         let to = if groups[2].len() >= groups[1].len() {
             2
         } else {
@@ -150,11 +158,63 @@ fn partition<A: AddressKey>(rules: Vec<BRule>, cfg: &BuildConfig) -> Vec<Vec<BRu
             merge(&mut groups, g, 0);
         }
     }
-    let mut out: Vec<Vec<BRule>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+    let mut out: Vec<Vec<u32>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
     for g in &mut out {
-        g.sort_by_key(|b| b.id);
+        g.sort_unstable();
     }
+    out.sort();
     out
+}
+
+/// Deterministic sample keys shaped like ClassBench traces: a random rule's
+/// low or high end in each field.
+fn sample_keys<A: AddressKey>(rules: &[BRule], count: usize) -> Vec<PacketKey<A>> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..count)
+        .map(|_| {
+            let r = &rules[(next() % rules.len() as u64) as usize];
+            let bits = next();
+            let pick = |f: usize| {
+                if bits >> f & 1 == 0 {
+                    r.r[f].0
+                } else {
+                    r.r[f].1
+                }
+            };
+            let port = |f: usize| pick(f).min(u128::from(NO_PORT)) as u32;
+            PacketKey {
+                source: A::from_u128(pick(0)),
+                destination: A::from_u128(pick(1)),
+                source_port: port(2),
+                destination_port: port(3),
+                protocol: pick(4).min(255) as u8,
+            }
+        })
+        .collect()
+}
+
+/// Estimated lookup cost of a set of trees (sorted by min id) on `keys`.
+fn estimate_cost<A: AddressKey>(trees: &[Tree<A>], keys: &[PacketKey<A>]) -> u64 {
+    let mut cost = 0u64;
+    for k in keys {
+        let fields = key_fields(k);
+        let mut best = NO_MATCH;
+        for t in trees {
+            if t.min_id >= best {
+                break;
+            }
+            let (nodes, rules, b) = t.cost(k, &fields, best);
+            best = b;
+            cost += 12 + 6 * u64::from(nodes) + 3 * u64::from(rules);
+        }
+    }
+    cost
 }
 
 pub(crate) fn build_trees<A: AddressKey>(
@@ -165,11 +225,57 @@ pub(crate) fn build_trees<A: AddressKey>(
     if rules.is_empty() {
         return Vec::new();
     }
-    let mut trees: Vec<Tree<A>> = partition::<A>(rules, cfg)
-        .into_iter()
-        .map(|g| build_tree::<A>(&g, cfg))
-        .collect();
-    trees.sort_by_key(|t| t.min_id);
+    let n = rules.len();
+    let mut candidates: Vec<Vec<Vec<u32>>> = Vec::new();
+    if cfg.partition && n > 64 {
+        for (frac, merge_sd) in [
+            (cfg.min_subset_fraction, false),
+            (cfg.min_subset_fraction, true),
+            (0.25, false),
+            (0.25, true),
+        ] {
+            candidates.push(partition::<A>(&rules, cfg, frac, merge_sd));
+        }
+    }
+    if candidates.is_empty() || n <= cfg.single_tree_max {
+        candidates.push(vec![(0..n as u32).collect()]);
+    }
+    candidates.sort();
+    candidates.dedup();
+    let mut memo: std::collections::HashMap<Vec<u32>, Tree<A>> = std::collections::HashMap::new();
+    let mut build_set = |groups: &[Vec<u32>]| -> Vec<Tree<A>> {
+        let mut trees: Vec<Tree<A>> = groups
+            .iter()
+            .map(|g| {
+                memo.entry(g.clone())
+                    .or_insert_with(|| {
+                        let sub: Vec<BRule> = g.iter().map(|&i| rules[i as usize]).collect();
+                        build_tree::<A>(&sub, cfg)
+                    })
+                    .clone()
+            })
+            .collect();
+        trees.sort_by_key(|t| t.min_id);
+        trees
+    };
+    let mut trees = if candidates.len() == 1 {
+        build_set(&candidates[0])
+    } else {
+        let keys = sample_keys::<A>(&rules, 2048);
+        let mut best: Option<(u64, Vec<Tree<A>>)> = None;
+        for c in &candidates {
+            let trees = build_set(c);
+            let cost = estimate_cost(&trees, &keys);
+            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((cost, trees));
+            }
+        }
+        best.map(|(_, t)| t).unwrap_or_default()
+    };
+    let total: usize = trees.iter().map(Tree::table_bytes).sum();
+    for t in &mut trees {
+        t.interleave = total > INTERLEAVE_BYTES;
+    }
     trees
 }
 

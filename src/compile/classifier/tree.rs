@@ -128,7 +128,12 @@ pub(crate) struct Tree<A> {
     /// Smallest rule id in the tree: a lookup whose best is already at or
     /// below it can skip the tree.
     pub min_id: u32,
+    /// Walk batches in lock-step (set for trees that miss the caches).
+    pub interleave: bool,
 }
+
+/// Tables above this size are walked in lock-step by batches.
+pub(crate) const INTERLEAVE_BYTES: usize = 512 << 10;
 
 impl<A: AddressKey> Tree<A> {
     /// The leaf `fields` lands in.
@@ -185,9 +190,19 @@ impl<A: AddressKey> Tree<A> {
         self.scan_leaf(leaf, key, best)
     }
 
-    /// Improves `out[i]` for every key, walking `LANES` keys in lock-step so
-    /// that their independent cache misses overlap.
+    /// Improves `out[i]` for every key. Trees larger than the caches walk
+    /// `LANES` keys in lock-step so that their independent cache misses
+    /// overlap; cache-resident trees are walked key by key (the lock-step
+    /// bookkeeping costs more than it hides there).
     pub fn lookup_batch(&self, keys: &[PacketKey<A>], out: &mut [u32]) {
+        if !self.interleave {
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                if *o > self.min_id {
+                    *o = self.lookup(k, &key_fields(k), *o);
+                }
+            }
+            return;
+        }
         for (kc, oc) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
             // Lanes whose best so far this tree could still improve.
             let mut lane = [0usize; LANES];
@@ -258,6 +273,7 @@ impl<A: AddressKey> Tree<A> {
             nodes: vec![Node::leaf(0, 0)],
             rules: Vec::new(),
             min_id: NO_MATCH,
+            interleave: false,
         }
     }
 }

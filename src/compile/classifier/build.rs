@@ -16,7 +16,7 @@
 //!    per cut and globally (falling back to bigger leaves).
 
 use super::tree::key_fields;
-use super::tree::{LeafRule, Node, Tree, FANOUT, FIELDS, INTERLEAVE_BYTES, MAX_NODES};
+use super::tree::{LeafRule, Node, Tree, FANOUT, FIELDS, MAX_NODES};
 use super::{AddressKey, ClassifierRule, PacketKey, NO_MATCH, NO_PORT};
 
 /// Tuning knobs of [`super::Classifier::build_with`].
@@ -258,7 +258,7 @@ pub(crate) fn build_trees<A: AddressKey>(
         trees.sort_by_key(|t| t.min_id);
         trees
     };
-    let mut trees = if candidates.len() == 1 {
+    let trees = if candidates.len() == 1 {
         build_set(&candidates[0])
     } else {
         let keys = sample_keys::<A>(&rules, 2048);
@@ -272,10 +272,6 @@ pub(crate) fn build_trees<A: AddressKey>(
         }
         best.map(|(_, t)| t).unwrap_or_default()
     };
-    let total: usize = trees.iter().map(Tree::table_bytes).sum();
-    for t in &mut trees {
-        t.interleave = total > INTERLEAVE_BYTES;
-    }
     trees
 }
 
@@ -447,7 +443,7 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
             committed - list.len() + c.sum <= budget && tree.nodes.len() + FANOUT < MAX_NODES
         });
         let Some(cut) = cut else {
-            tree.nodes[slot] = Node::leaf(tree.rules.len(), list.len());
+            tree.nodes[slot] = Node::leaf(slot, tree.rules.len(), list.len());
             tree.rules
                 .extend(list.iter().map(|&i| leaf_rule::<A>(&rules[i as usize])));
             continue;
@@ -465,7 +461,7 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
             }
         }
         let first_child = tree.nodes.len();
-        tree.nodes.resize(first_child + kk, Node::leaf(0, 0));
+        tree.nodes.resize(first_child + kk, Node::leaf(0, 0, 0));
         tree.nodes[slot] = Node::inner(f, first_child, &cut.points);
         for (j, child) in children.into_iter().enumerate().rev() {
             let mut creg = reg;
@@ -479,8 +475,25 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
         }
     }
     tree.nodes.shrink_to_fit();
+    tree.steps = lockstep_steps(&tree);
     tree.rules.shrink_to_fit();
     tree
+}
+
+/// Lock-step walk length: the depth three quarters of the leaves are at or
+/// above (the rest finish with a per-key loop).
+fn lockstep_steps<A: AddressKey>(tree: &Tree<A>) -> u32 {
+    let mut s = ClassifierStats::default();
+    let hist = tree.add_stats(&mut s);
+    let total: usize = hist.iter().sum();
+    let mut acc = 0;
+    for (d, &c) in hist.iter().enumerate() {
+        acc += c;
+        if acc * 4 >= total * 3 {
+            return d as u32;
+        }
+    }
+    s.max_depth as u32
 }
 
 fn leaf_rule<A: AddressKey>(b: &BRule) -> LeafRule<A> {

@@ -29,7 +29,9 @@ pub(crate) const FIELDS: usize = 5;
 /// children are contiguous and the one to take is `first + #(thr[j] < v)`.
 /// `thr[j]` is the j-th cut point minus one; unused slots hold `A::MAX`, which
 /// no value exceeds, so every node is compared branch-free at full width.
-/// Leaf: `meta & 7 == LEAF`, `thr[0]` is the first rule, `thr[1]` the count.
+/// Leaf: `meta & 7 == LEAF`, `meta >> 3` its own index and `thr[0] == MAX`,
+/// so stepping from a leaf stays on it (batches walk a fixed number of steps
+/// without branches); `thr[1]` is the first rule, `thr[2]` the count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub(crate) struct Node<A> {
@@ -38,11 +40,14 @@ pub(crate) struct Node<A> {
 }
 
 impl<A: AddressKey> Node<A> {
-    pub fn leaf(first: usize, len: usize) -> Self {
+    pub fn leaf(index: usize, first: usize, len: usize) -> Self {
         let mut thr = [A::MAX; FANOUT - 1];
-        thr[0] = A::from_u128(first as u128);
-        thr[1] = A::from_u128(len as u128);
-        Node { thr, meta: LEAF }
+        thr[1] = A::from_u128(first as u128);
+        thr[2] = A::from_u128(len as u128);
+        Node {
+            thr,
+            meta: ((index as u32) << 3) | LEAF,
+        }
     }
 
     pub fn inner(field: usize, first_child: usize, points: &[u128]) -> Self {
@@ -64,14 +69,14 @@ impl<A: AddressKey> Node<A> {
     /// Rule range of a leaf.
     #[inline(always)]
     fn rule_range(&self) -> (usize, usize) {
-        let first = self.thr[0].to_u128() as usize;
-        (first, first + self.thr[1].to_u128() as usize)
+        let first = self.thr[1].to_u128() as usize;
+        (first, first + self.thr[2].to_u128() as usize)
     }
 
     /// Child index of an inner node for the key.
     #[inline(always)]
-    fn child(&self, fields: &[A; FIELDS]) -> usize {
-        let v = fields[(self.meta & 7) as usize % FIELDS];
+    fn child(&self, fields: &Fields<A>) -> usize {
+        let v = fields[(self.meta & 7) as usize];
         // Thresholds ascend, so the ones below `v` are a prefix: the child
         // is the number of trailing ones of the comparison mask.
         let mut mask = 0u32;
@@ -111,15 +116,22 @@ impl<A: AddressKey> LeafRule<A> {
 
 /// The key as the tree sees it: every field widened to `A`.
 #[inline(always)]
-pub(crate) fn key_fields<A: AddressKey>(k: &PacketKey<A>) -> [A; FIELDS] {
+pub(crate) fn key_fields<A: AddressKey>(k: &PacketKey<A>) -> Fields<A> {
     [
         k.source,
         k.destination,
         A::from_u128(u128::from(k.source_port)),
         A::from_u128(u128::from(k.destination_port)),
         A::from_u128(u128::from(k.protocol)),
+        A::default(),
+        A::default(),
+        A::default(),
     ]
 }
+
+/// The key's fields indexed by node kind (`meta & 7`); slots past
+/// [`FIELDS`] are padding so that indexing needs no bounds check.
+pub(crate) type Fields<A> = [A; 8];
 
 #[derive(Debug, Clone)]
 pub(crate) struct Tree<A> {
@@ -128,17 +140,14 @@ pub(crate) struct Tree<A> {
     /// Smallest rule id in the tree: a lookup whose best is already at or
     /// below it can skip the tree.
     pub min_id: u32,
-    /// Walk batches in lock-step (set for trees that miss the caches).
-    pub interleave: bool,
+    /// Lock-step steps a batch takes before finishing stragglers one by one.
+    pub steps: u32,
 }
-
-/// Tables above this size are walked in lock-step by batches.
-pub(crate) const INTERLEAVE_BYTES: usize = 512 << 10;
 
 impl<A: AddressKey> Tree<A> {
     /// The leaf `fields` lands in.
     #[inline(always)]
-    fn find_leaf(&self, fields: &[A; FIELDS]) -> &Node<A> {
+    fn find_leaf(&self, fields: &Fields<A>) -> &Node<A> {
         let mut n = &self.nodes[0];
         while !n.is_leaf() {
             n = &self.nodes[n.child(fields)];
@@ -162,7 +171,7 @@ impl<A: AddressKey> Tree<A> {
     }
 
     /// (nodes visited, leaf rules compared) by a lookup: for tuning.
-    pub fn cost(&self, key: &PacketKey<A>, fields: &[A; FIELDS], best: u32) -> (u32, u32, u32) {
+    pub fn cost(&self, key: &PacketKey<A>, fields: &Fields<A>, best: u32) -> (u32, u32, u32) {
         let mut n = &self.nodes[0];
         let mut visited = 1;
         while !n.is_leaf() {
@@ -185,24 +194,16 @@ impl<A: AddressKey> Tree<A> {
 
     /// `best` improved by this tree's rules.
     #[inline]
-    pub fn lookup(&self, key: &PacketKey<A>, fields: &[A; FIELDS], best: u32) -> u32 {
+    pub fn lookup(&self, key: &PacketKey<A>, fields: &Fields<A>, best: u32) -> u32 {
         let leaf = self.find_leaf(fields);
         self.scan_leaf(leaf, key, best)
     }
 
-    /// Improves `out[i]` for every key. Trees larger than the caches walk
-    /// `LANES` keys in lock-step so that their independent cache misses
-    /// overlap; cache-resident trees are walked key by key (the lock-step
-    /// bookkeeping costs more than it hides there).
+    /// Improves `out[i]` for every key. Up to `LANES` keys walk in lock-step
+    /// for `steps` levels without branches (leaves step onto themselves), so
+    /// their independent cache misses and compare chains overlap; the few
+    /// deeper keys then finish one by one, and the leaves are scanned.
     pub fn lookup_batch(&self, keys: &[PacketKey<A>], out: &mut [u32]) {
-        if !self.interleave {
-            for (k, o) in keys.iter().zip(out.iter_mut()) {
-                if *o > self.min_id {
-                    *o = self.lookup(k, &key_fields(k), *o);
-                }
-            }
-            return;
-        }
         for (kc, oc) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
             // Lanes whose best so far this tree could still improve.
             let mut lane = [0usize; LANES];
@@ -214,22 +215,21 @@ impl<A: AddressKey> Tree<A> {
             if m == 0 {
                 continue;
             }
-            let mut fields = [[A::default(); FIELDS]; LANES];
+            let mut fields = [[A::default(); 8]; LANES];
             let mut cur = [0usize; LANES];
             for j in 0..m {
                 fields[j] = key_fields(&kc[lane[j]]);
             }
-            loop {
-                let mut moved = false;
+            for _ in 0..self.steps {
                 for j in 0..m {
-                    let n = &self.nodes[cur[j]];
-                    if !n.is_leaf() {
-                        cur[j] = n.child(&fields[j]);
-                        moved = true;
-                    }
+                    cur[j] = self.nodes[cur[j]].child(&fields[j]);
                 }
-                if !moved {
-                    break;
+            }
+            for j in 0..m {
+                let mut n = &self.nodes[cur[j]];
+                while !n.is_leaf() {
+                    cur[j] = n.child(&fields[j]);
+                    n = &self.nodes[cur[j]];
                 }
             }
             for j in 0..m {
@@ -244,7 +244,10 @@ impl<A: AddressKey> Tree<A> {
             + self.rules.capacity() * std::mem::size_of::<LeafRule<A>>()
     }
 
-    pub fn add_stats(&self, s: &mut ClassifierStats) {
+    /// Adds this tree's shape to `s`; returns the number of leaves at each
+    /// depth.
+    pub fn add_stats(&self, s: &mut ClassifierStats) -> Vec<usize> {
+        let mut hist = Vec::new();
         s.nodes += self.nodes.len();
         s.leaf_rules += self.rules.len();
         // Children always have larger indices than their parent.
@@ -255,6 +258,10 @@ impl<A: AddressKey> Tree<A> {
                 s.leaves += 1;
                 s.max_leaf = s.max_leaf.max(b - a);
                 s.max_depth = s.max_depth.max(depth[i]);
+                if hist.len() <= depth[i] {
+                    hist.resize(depth[i] + 1, 0);
+                }
+                hist[depth[i]] += 1;
             } else {
                 let di = depth[i];
                 let first = (n.meta >> 3) as usize;
@@ -266,14 +273,15 @@ impl<A: AddressKey> Tree<A> {
                 }
             }
         }
+        hist
     }
 
     pub fn empty() -> Self {
         Tree {
-            nodes: vec![Node::leaf(0, 0)],
+            nodes: vec![Node::leaf(0, 0, 0)],
+            steps: 0,
             rules: Vec::new(),
             min_id: NO_MATCH,
-            interleave: false,
         }
     }
 }

@@ -8,6 +8,13 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+mod build;
+#[cfg(test)]
+mod tests;
+mod tree;
+
+pub use build::{BuildConfig, ClassifierStats};
+
 /// Port value a packet without ports (ICMP, ESP, AH, …) carries. Only a port
 /// condition that covers everything (`*`) includes it: rules built from `*`
 /// ports use `0..=NO_PORT`, rules naming ports stay within `0..=65535`.
@@ -94,42 +101,121 @@ impl<A: AddressKey> ClassifierRule<A> {
 /// Value [`Classifier::classify_batch`] writes for a key no rule matches.
 pub const NO_MATCH: u32 = u32::MAX;
 
-/// The compiled classifier. Placeholder: a linear scan over rules sorted by id,
-/// to be replaced by the real multi-field structure.
+/// The compiled classifier: a few decision trees, one per subset of rules
+/// that are specific in the same fields (see [`build`] for the algorithm).
 #[derive(Debug, Clone)]
 pub struct Classifier<A> {
-    rules: Vec<ClassifierRule<A>>,
+    trees: Vec<tree::Tree<A>>,
+    rule_count: usize,
 }
 
 impl<A: AddressKey> Classifier<A> {
     /// Builds the lookup structure. Rules may come in any order.
     pub fn build(rules: &[ClassifierRule<A>]) -> Self {
-        let mut rules = rules.to_vec();
-        rules.sort_by_key(|r| r.id);
-        Classifier { rules }
+        Self::build_with(rules, &BuildConfig::default())
+    }
+
+    /// Builds with explicit tuning knobs (leaf size, fan-out, budgets).
+    pub fn build_with(rules: &[ClassifierRule<A>], config: &BuildConfig) -> Self {
+        Classifier {
+            trees: build::build_trees(rules, config),
+            rule_count: rules.len(),
+        }
     }
 
     /// The smallest id among the rules matching `key`.
     #[inline]
     pub fn classify(&self, key: &PacketKey<A>) -> Option<u32> {
-        self.rules.iter().find(|r| r.matches(key)).map(|r| r.id)
+        let fields = tree::key_fields(key);
+        let mut best = NO_MATCH;
+        for t in &self.trees {
+            if t.min_id >= best {
+                break;
+            }
+            best = t.lookup(key, &fields, best);
+        }
+        (best != NO_MATCH).then_some(best)
     }
 
     /// Classifies many keys at once (`out[i]` answers `keys[i]`, [`NO_MATCH`]
-    /// when nothing matches). `out` must be at least as long as `keys`.
+    /// when nothing matches). `out` must be at least as long as `keys`; extra
+    /// keys beyond `out.len()` are ignored.
     pub fn classify_batch(&self, keys: &[PacketKey<A>], out: &mut [u32]) {
-        for (key, slot) in keys.iter().zip(out.iter_mut()) {
-            *slot = self.classify(key).unwrap_or(NO_MATCH);
+        let n = keys.len().min(out.len());
+        let (keys, out) = (&keys[..n], &mut out[..n]);
+        for slot in out.iter_mut() {
+            *slot = NO_MATCH;
+        }
+        for t in &self.trees {
+            t.lookup_batch(keys, out);
         }
     }
 
     /// Number of rules the classifier was built from.
     pub fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.rule_count
     }
 
     /// Heap bytes held by the compiled tables.
     pub fn table_bytes(&self) -> usize {
-        self.rules.capacity() * std::mem::size_of::<ClassifierRule<A>>()
+        self.trees.iter().map(|t| t.table_bytes()).sum::<usize>()
+            + self.trees.capacity() * std::mem::size_of::<tree::Tree<A>>()
+    }
+
+    /// Work one lookup does: (trees walked, nodes visited, leaf rules
+    /// compared). For tuning and tests.
+    pub fn lookup_cost(&self, key: &PacketKey<A>) -> (u32, u32, u32) {
+        let fields = tree::key_fields(key);
+        let mut best = NO_MATCH;
+        let (mut trees, mut nodes, mut rules) = (0, 0, 0);
+        for t in &self.trees {
+            if t.min_id >= best {
+                break;
+            }
+            let (n, r, b) = t.cost(key, &fields, best);
+            trees += 1;
+            nodes += n;
+            rules += r;
+            best = b;
+        }
+        (trees, nodes, rules)
+    }
+
+    /// Shape statistics of the compiled structure (for tuning and reports).
+    pub fn stats(&self) -> ClassifierStats {
+        let mut s = ClassifierStats {
+            trees: self.trees.len(),
+            ..Default::default()
+        };
+        for t in &self.trees {
+            t.add_stats(&mut s);
+        }
+        s
+    }
+}
+
+/// Reference first-match linear scan: the baseline the classifier is measured
+/// against. Rules sorted by id; the first match is the smallest id.
+#[derive(Debug, Clone)]
+pub struct LinearClassifier<A> {
+    rules: Vec<ClassifierRule<A>>,
+}
+
+impl<A: AddressKey> LinearClassifier<A> {
+    pub fn build(rules: &[ClassifierRule<A>]) -> Self {
+        let mut rules = rules.to_vec();
+        rules.sort_by_key(|r| r.id);
+        LinearClassifier { rules }
+    }
+
+    #[inline]
+    pub fn classify(&self, key: &PacketKey<A>) -> Option<u32> {
+        self.rules.iter().find(|r| r.matches(key)).map(|r| r.id)
+    }
+
+    pub fn classify_batch(&self, keys: &[PacketKey<A>], out: &mut [u32]) {
+        for (key, slot) in keys.iter().zip(out.iter_mut()) {
+            *slot = self.classify(key).unwrap_or(NO_MATCH);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! Never touches packets' bytes, the clock (beyond timing compilation) or I/O.
 
 pub mod address_set;
+pub mod bitvector;
 pub mod classifier;
 pub mod effective;
 pub mod flow;

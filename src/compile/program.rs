@@ -11,16 +11,11 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
-use super::classifier::{Classifier, PacketKey};
+use super::bitvector::{BitVectorClassifier, SetRule};
 use super::flow::Flow;
 use super::resolved::ResolvedRule;
 use super::tags::TagResolver;
-use crate::policy::{default_security_rules, Access, Direction, Policy};
-
-/// Largest number of classifier boxes one NSG table may expand to. A policy
-/// past it (a rule listing thousands of prefixes on both sides and many port
-/// ranges) is refused with a compile error rather than eating all memory.
-pub const MAX_BOXES_PER_TABLE: u128 = 4_000_000;
+use crate::policy::{default_security_rules, Access, Direction, Policy, Protocol};
 
 /// Where in a chain an NSG sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,8 +95,8 @@ pub struct NsgTable {
     /// User and default rules of the direction, by ascending priority. The
     /// classifier's rule ids are indices into this list.
     pub rules: Vec<ResolvedRule>,
-    v4: Classifier<u32>,
-    v6: Classifier<u128>,
+    v4: BitVectorClassifier<u32>,
+    v6: BitVectorClassifier<u128>,
 }
 
 impl NsgTable {
@@ -109,20 +104,20 @@ impl NsgTable {
     #[inline]
     pub fn first_match(&self, flow: &Flow) -> u32 {
         let found = match (flow.source(), flow.destination()) {
-            (IpAddr::V4(source), IpAddr::V4(destination)) => self.v4.classify(&PacketKey {
-                protocol: flow.protocol(),
-                source: u32::from(source),
-                destination: u32::from(destination),
-                source_port: flow.source_port_key(),
-                destination_port: flow.destination_port_key(),
-            }),
-            (IpAddr::V6(source), IpAddr::V6(destination)) => self.v6.classify(&PacketKey {
-                protocol: flow.protocol(),
-                source: u128::from(source),
-                destination: u128::from(destination),
-                source_port: flow.source_port_key(),
-                destination_port: flow.destination_port_key(),
-            }),
+            (IpAddr::V4(source), IpAddr::V4(destination)) => self.v4.classify(
+                flow.protocol(),
+                u32::from(source),
+                u32::from(destination),
+                flow.source_port_key(),
+                flow.destination_port_key(),
+            ),
+            (IpAddr::V6(source), IpAddr::V6(destination)) => self.v6.classify(
+                flow.protocol(),
+                u128::from(source),
+                u128::from(destination),
+                flow.source_port_key(),
+                flow.destination_port_key(),
+            ),
             // `Flow::new` refuses mixed families.
             _ => None,
         };
@@ -596,32 +591,39 @@ fn build_table(
     }
     rules.sort_by_key(|r| r.priority);
 
-    let boxes: u128 = rules
+    let too_big = |error: super::bitvector::TooManyClasses| CompileError {
+        location: format!("networkSecurityGroups[{nsg}]"),
+        message: format!("the {direction} rules of `{}` cannot be compiled: {error}", group.name),
+    };
+    let v4_rules: Vec<SetRule<'_, u32>> = rules
         .iter()
-        .map(|r| r.box_count(true) + r.box_count(false))
-        .sum();
-    if boxes > MAX_BOXES_PER_TABLE {
-        return Err(CompileError {
-            location: format!("networkSecurityGroups[{nsg}]"),
-            message: format!(
-                "the {direction} rules of `{}` expand to {boxes} classifier entries (limit {MAX_BOXES_PER_TABLE}): \
-                 split rules that list many prefixes on both sides and many port ranges",
-                group.name
-            ),
-        });
-    }
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
-    for (id, rule) in rules.iter().enumerate() {
-        rule.push_v4_boxes(id as u32, &mut v4);
-        rule.push_v6_boxes(id as u32, &mut v6);
-    }
+        .map(|rule| SetRule {
+            protocol: rule.protocol.number(),
+            source: &rule.source.v4,
+            destination: &rule.destination.v4,
+            source_port: &rule.source_ports,
+            destination_port: &rule.destination_ports,
+        })
+        .collect();
+    // `Icmp` is IPv4 ICMP only: such rules match no IPv6 packet.
+    let v6_rules: Vec<SetRule<'_, u128>> = rules
+        .iter()
+        .map(|rule| SetRule {
+            protocol: rule.protocol.number(),
+            source: if rule.protocol == Protocol::Icmp { &[] } else { &rule.source.v6 },
+            destination: &rule.destination.v6,
+            source_port: &rule.source_ports,
+            destination_port: &rule.destination_ports,
+        })
+        .collect();
+    let v4 = BitVectorClassifier::build(&v4_rules).map_err(too_big)?;
+    let v6 = BitVectorClassifier::build(&v6_rules).map_err(too_big)?;
     Ok(NsgTable {
         nsg,
         vnet,
         direction,
         rules,
-        v4: Classifier::build(&v4),
-        v6: Classifier::build(&v6),
+        v4,
+        v6,
     })
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::address_set::AddressSet;
-use super::classifier::{ClassifierRule, NO_PORT};
+use super::classifier::NO_PORT;
 use super::flow::{Flow, ICMP};
 use super::tags::TagResolver;
 use crate::policy::{Access, AddressMatch, Direction, PortMatch, Protocol, SecurityRule};
@@ -153,48 +153,6 @@ impl ResolvedRule {
         }
     }
 
-    /// Number of classifier boxes the rule expands to for one family.
-    pub fn box_count(&self, ipv4: bool) -> u128 {
-        let (sources, destinations) = if ipv4 {
-            (self.source.v4.len(), self.destination.v4.len())
-        } else {
-            (self.source.v6.len(), self.destination.v6.len())
-        };
-        sources as u128
-            * destinations as u128
-            * self.source_ports.len() as u128
-            * self.destination_ports.len() as u128
-    }
-
-    /// Appends the rule's IPv4 boxes (id = its position in the table).
-    pub fn push_v4_boxes(&self, id: u32, out: &mut Vec<ClassifierRule<u32>>) {
-        let protocol = self.protocol.number();
-        push_boxes(
-            &self.source.v4,
-            &self.destination.v4,
-            self,
-            protocol,
-            id,
-            out,
-        );
-    }
-
-    /// Appends the rule's IPv6 boxes; `Icmp` rules have none (IPv4 only).
-    pub fn push_v6_boxes(&self, id: u32, out: &mut Vec<ClassifierRule<u128>>) {
-        if self.protocol == Protocol::Icmp {
-            return;
-        }
-        let protocol = self.protocol.number();
-        push_boxes(
-            &self.source.v6,
-            &self.destination.v6,
-            self,
-            protocol,
-            id,
-            out,
-        );
-    }
-
     /// Display name in Azure's effective-rules and IP-flow-verify style.
     pub fn arm_name(&self) -> String {
         if self.is_default {
@@ -209,32 +167,6 @@ impl ResolvedRule {
         match self.direction {
             Direction::Inbound => self.destination.contains(address),
             Direction::Outbound => self.source.contains(address),
-        }
-    }
-}
-
-fn push_boxes<A: Copy>(
-    sources: &[(A, A)],
-    destinations: &[(A, A)],
-    rule: &ResolvedRule,
-    protocol: Option<u8>,
-    id: u32,
-    out: &mut Vec<ClassifierRule<A>>,
-) {
-    for &source in sources {
-        for &destination in destinations {
-            for &source_port in &rule.source_ports {
-                for &destination_port in &rule.destination_ports {
-                    out.push(ClassifierRule {
-                        protocol,
-                        source,
-                        destination,
-                        source_port,
-                        destination_port,
-                        id,
-                    });
-                }
-            }
         }
     }
 }

@@ -193,7 +193,7 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
             let direction = if r % 3 == 2 { Direction::Outbound } else { Direction::Inbound };
             let priority = 100 + (r as u32 / 3) * 3 + (r as u32 % 3);
             let protocol = [Protocol::Tcp, Protocol::Tcp, Protocol::Udp, Protocol::Any][rng.below(4)];
-            let mut side = |rng: &mut SplitMix| match rng.below(6) {
+            let side = |rng: &mut SplitMix| match rng.below(6) {
                 0 => AddressMatch::Any,
                 1 => AddressMatch::Tag(tags[rng.below(tags.len())].to_string()),
                 2 if !asg_names.is_empty() => {

@@ -333,7 +333,12 @@ fn enums_are_case_insensitive() {
 #[test]
 fn duplicate_keys_are_errors() {
     let text = policy_with_rule(&[("priority", Some("100\n        priority: 200"))]);
-    let e = assert_one(&text, "", "duplicate key `priority`", Some("priority: 200"));
+    let e = assert_one(
+        &text,
+        &rp("priority"),
+        "duplicate key `priority`",
+        Some("priority: 200"),
+    );
     assert!(e.message.contains("first given at line"));
 }
 
@@ -1069,7 +1074,7 @@ fn limit_asgs() {
     assert_one(
         &text,
         "applicationSecurityGroups[3000]",
-        "more than 3000",
+        "at most 3000",
         None,
     );
 }

@@ -159,14 +159,31 @@ enum Frame {
         items: Vec<Node>,
         position: Position,
         anchor: usize,
+        path: String,
     },
     Mapping {
+        path: String,
         entries: Vec<(Key, Node)>,
         seen: HashSet<String>,
         pending_key: Option<Key>,
         position: Position,
         anchor: usize,
     },
+}
+
+/// The document path of the next node placed into the innermost collection.
+fn next_path(stack: &[Frame]) -> String {
+    match stack.last() {
+        None => String::new(),
+        Some(Frame::Sequence { items, path, .. }) => format!("{path}[{}]", items.len()),
+        Some(Frame::Mapping {
+            pending_key, path, ..
+        }) => match pending_key {
+            Some(key) if path.is_empty() => key.text.clone(),
+            Some(key) => format!("{path}.{}", key.text),
+            None => path.clone(),
+        },
+    }
 }
 
 /// Where a finished node goes.
@@ -316,14 +333,17 @@ pub(crate) fn read_yaml(text: &str, errors: &mut Collector) -> Result<Option<Nod
                     );
                     return Err(());
                 }
+                let path = next_path(&stack);
                 stack.push(if matches!(event, Event::SequenceStart(..)) {
                     Frame::Sequence {
                         items: Vec::new(),
                         position: here,
                         anchor,
+                        path,
                     }
                 } else {
                     Frame::Mapping {
+                        path,
                         entries: Vec::new(),
                         seen: HashSet::new(),
                         pending_key: None,
@@ -338,6 +358,7 @@ pub(crate) fn read_yaml(text: &str, errors: &mut Collector) -> Result<Option<Nod
                     items,
                     position,
                     anchor,
+                    ..
                 }) => Some((
                     Node {
                         kind: NodeKind::Sequence(items),
@@ -400,6 +421,7 @@ fn place(stack: &mut [Frame], node: Node, errors: &mut Collector) -> Placed {
             entries,
             seen,
             pending_key,
+            path,
             ..
         }) => {
             match pending_key.take() {
@@ -421,8 +443,13 @@ fn place(stack: &mut [Frame], node: Node, errors: &mut Collector) -> Placed {
                             .find(|(k, _)| k.text == key.text)
                             .map(|(k, _)| k.position)
                             .unwrap_or(key.position);
+                        let key_path = if path.is_empty() {
+                            key.text.clone()
+                        } else {
+                            format!("{path}.{}", key.text)
+                        };
                         errors.push(
-                            "",
+                            &key_path,
                             Some(key.position),
                             format!(
                                 "duplicate key `{}` (first given at line {}, column {})",
@@ -550,7 +577,9 @@ impl JsonReader<'_> {
                         }
                     } else if object {
                         let key = self.read_key(errors)?;
+                        let path = next_path(&stack);
                         stack.push(Frame::Mapping {
+                            path,
                             entries: Vec::new(),
                             seen: HashSet::new(),
                             pending_key: Some(key),
@@ -559,10 +588,12 @@ impl JsonReader<'_> {
                         });
                         continue;
                     } else {
+                        let path = next_path(&stack);
                         stack.push(Frame::Sequence {
                             items: Vec::new(),
                             position: here,
                             anchor: 0,
+                            path,
                         });
                         continue;
                     }

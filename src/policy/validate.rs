@@ -538,6 +538,17 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
     let mut asg_vnet: HashMap<&str, (usize, &str)> = HashMap::new();
     let mut asg_members: HashMap<&str, usize> = HashMap::new();
     let mut asg_total = asg_names.exact.len();
+    if asg_total > MAX_ASGS {
+        let asg = &raw.asgs[MAX_ASGS.min(raw.asgs.len() - 1)];
+        errors.push(
+            &asg.loc.path,
+            Some(asg.loc.position),
+            format!(
+                "the estate declares {asg_total} application security groups; at most \
+                 {MAX_ASGS} are allowed"
+            ),
+        );
+    }
     for (nic, vnet) in raw.nics.iter().zip(&nic_vnet) {
         let nic_label = nic.name.as_ref().map(|n| n.value.as_str()).unwrap_or("?");
         let mut seen: HashSet<&str> = HashSet::new();
@@ -602,14 +613,6 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
                 }
             }
         }
-    }
-    if raw.asgs.len() > MAX_ASGS && asg_total == raw.asgs.len() {
-        let asg = &raw.asgs[MAX_ASGS];
-        errors.push(
-            &asg.loc.path,
-            Some(asg.loc.position),
-            format!("the estate has more than {MAX_ASGS} application security groups"),
-        );
     }
 
     // --- Rules' ASG references.

@@ -198,6 +198,34 @@ fn the_estate_without_nsgs_loads() {
 }
 
 #[test]
+fn null_optional_fields_are_absent() {
+    let text = "\
+serviceTags:
+applicationSecurityGroups: ~
+vnets:
+  - name: v
+    addressSpace: [10.9.0.0/16]
+    peerings:
+    subnets:
+      - {name: s, addressPrefix: 10.9.0.0/24, networkSecurityGroup: null}
+nics:
+networkSecurityGroups:
+  - name: n
+    flushConnection:
+    securityRules:
+";
+    let p = parse_str(text, Format::Yaml, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.vnets[0].subnets[0].network_security_group, None);
+    assert!(p.network_security_groups[0].security_rules.is_empty());
+    let text = policy_with_rule(&[("description", Some("null"))]);
+    let p = parse_str(&text, Format::Yaml, "t").unwrap();
+    assert_eq!(
+        p.network_security_groups[0].security_rules[0].description,
+        None
+    );
+}
+
+#[test]
 fn declared_asgs_as_names_or_objects() {
     let text = format!("{ESTATE}applicationSecurityGroups: [AsgA, {{name: AsgB}}]\n");
     let p = parse_str(&text, Format::Yaml, "t").unwrap();
@@ -350,9 +378,9 @@ fn priority_range() {
         ("99", "out of range"),
         ("4097", "out of range"),
         ("-1", "out of range"),
-        ("1e300", "out of range"),
+        ("1e300", "is not an integer"),
         ("99999999999999999999", "out of range"),
-        ("100.5", "out of range"),
+        ("100.5", "is not an integer"),
         ("'100'", "expected an integer priority, found a string"),
         ("null", "expected an integer priority, found null"),
     ] {
@@ -1405,4 +1433,38 @@ fn errors_type_is_iterable() {
     for error in &e {
         assert_eq!(error.file, "t");
     }
+}
+
+#[test]
+fn error_list_is_capped() {
+    let ports = vec!["'x'"; 12_000].join(", ");
+    let text = policy_with_rule(&[
+        ("destinationPortRange", None),
+        ("destinationPortRanges", Some(&format!("[{ports}]"))),
+    ]);
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 10_001);
+    let last = errors.last().unwrap();
+    assert!(last.message.contains("further problems were not reported"), "{last}");
+}
+
+#[test]
+fn collection_aliases_cannot_be_keys() {
+    let errors = parse_str("a: &x [1]\n*x : 2\n", Format::Yaml, "t").unwrap_err();
+    assert!(errors.to_string().contains("mapping keys must be plain strings"), "{errors}");
+}
+
+#[test]
+fn node_count_is_capped() {
+    let mut text = String::with_capacity(20_000_000);
+    text.push_str("{\"vnets\": [");
+    for i in 0..8_000_001 {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push('1');
+    }
+    text.push_str("]}");
+    let errors = parse_str(&text, Format::Json, "t").unwrap_err();
+    assert!(errors.to_string().contains("more than 8000000 values"), "{errors}");
 }

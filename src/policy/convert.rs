@@ -172,6 +172,14 @@ impl<'n> Fields<'n> {
             .map(|(_, v)| v)
     }
 
+    /// An optional field; an explicit null counts as absent (exports write them).
+    fn optional(&self, name: &str) -> Option<&'n Node> {
+        self.get(name).filter(|n| match &n.kind {
+            NodeKind::Scalar(s) => s.resolve() != Resolved::Null,
+            _ => true,
+        })
+    }
+
     fn path(&self, name: &str) -> String {
         child_path(&self.path, name)
     }
@@ -368,13 +376,13 @@ pub(crate) fn convert(root: Option<&Node>, errors: &mut Collector) -> RawPolicy 
     let Some(top) = cx.mapping(root, "", "the policy document", TOP_FIELDS) else {
         return raw;
     };
-    if let Some(node) = top.get("serviceTags") {
+    if let Some(node) = top.optional("serviceTags") {
         raw.service_tags = cx.service_tags(node, &top.path("serviceTags"));
     }
-    if let Some(node) = top.get("applicationSecurityGroups") {
+    if let Some(node) = top.optional("applicationSecurityGroups") {
         raw.asgs = cx.declared_asgs(node, &top.path("applicationSecurityGroups"));
     }
-    if let Some(node) = top.get("vnets") {
+    if let Some(node) = top.optional("vnets") {
         let path = top.path("vnets");
         if let Some(items) = cx.list(node, &path) {
             raw.vnets = items
@@ -384,7 +392,7 @@ pub(crate) fn convert(root: Option<&Node>, errors: &mut Collector) -> RawPolicy 
                 .collect();
         }
     }
-    if let Some(node) = top.get("nics") {
+    if let Some(node) = top.optional("nics") {
         let path = top.path("nics");
         if let Some(items) = cx.list(node, &path) {
             raw.nics = items
@@ -394,7 +402,7 @@ pub(crate) fn convert(root: Option<&Node>, errors: &mut Collector) -> RawPolicy 
                 .collect();
         }
     }
-    if let Some(node) = top.get("networkSecurityGroups") {
+    if let Some(node) = top.optional("networkSecurityGroups") {
         let path = top.path("networkSecurityGroups");
         if let Some(items) = cx.list(node, &path) {
             raw.nsgs_loc = Some(Loc {
@@ -448,7 +456,10 @@ impl Cx<'_> {
         };
         for (key, _) in entries {
             if !allowed.contains(&key.text.as_str()) {
-                let hint = closest(&key.text, allowed)
+                // Suggestions cost a little each; a hostile file may have millions.
+                let hint = (self.errors.count() < 1000)
+                    .then(|| closest(&key.text, allowed))
+                    .flatten()
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
                 let expected = allowed
@@ -698,7 +709,7 @@ impl Cx<'_> {
                 address_space_ok = false;
             }
         }
-        let peerings = match f.get("peerings") {
+        let peerings = match f.optional("peerings") {
             Some(n) => {
                 let p = f.path("peerings");
                 match self.list(n, &p) {
@@ -713,7 +724,7 @@ impl Cx<'_> {
             None => Vec::new(),
         };
         let mut subnets = Vec::new();
-        if let Some(n) = f.get("subnets") {
+        if let Some(n) = f.optional("subnets") {
             let p = f.path("subnets");
             if let Some(items) = self.list(n, &p) {
                 subnets = items
@@ -770,7 +781,7 @@ impl Cx<'_> {
             }
         }
         let nsg = f
-            .get("networkSecurityGroup")
+            .optional("networkSecurityGroup")
             .and_then(|n| self.reference(n, &f.path("networkSecurityGroup")));
         Some(RawSubnet {
             name,
@@ -824,10 +835,10 @@ impl Cx<'_> {
             }
         }
         let nsg = f
-            .get("networkSecurityGroup")
+            .optional("networkSecurityGroup")
             .and_then(|n| self.reference(n, &f.path("networkSecurityGroup")));
         let mut asgs = Vec::new();
-        if let Some(n) = f.get("applicationSecurityGroups") {
+        if let Some(n) = f.optional("applicationSecurityGroups") {
             let p = f.path("applicationSecurityGroups");
             asgs = self.name_list(n, &p);
             if asgs.len() > MAX_ASGS_PER_NIC {
@@ -854,7 +865,7 @@ impl Cx<'_> {
     fn nsg(&mut self, node: &Node, path: &str) -> Option<RawNsg> {
         let f = self.mapping(node, path, "a network security group", NSG_FIELDS)?;
         let name = self.name(&f, "the network security group");
-        let flush_connection = match f.get("flushConnection") {
+        let flush_connection = match f.optional("flushConnection") {
             None => false,
             Some(n) => match &n.kind {
                 NodeKind::Scalar(s) => match s.resolve() {
@@ -880,7 +891,7 @@ impl Cx<'_> {
         };
         let mut rules = Vec::new();
         let mut rules_loc = None;
-        if let Some(n) = f.get("securityRules") {
+        if let Some(n) = f.optional("securityRules") {
             let p = f.path("securityRules");
             if let Some(items) = self.list(n, &p) {
                 rules_loc = Some(Loc {
@@ -928,7 +939,7 @@ impl Cx<'_> {
     fn rule(&mut self, node: &Node, path: &str) -> Option<RawRule> {
         let f = self.mapping(node, path, "a security rule", RULE_FIELDS)?;
         let name = self.name(&f, "the rule");
-        let description = f.get("description").and_then(|n| {
+        let description = f.optional("description").and_then(|n| {
             let p = f.path("description");
             let text = self.string(n, &p)?;
             let length = text.chars().count();
@@ -1066,11 +1077,19 @@ impl Cx<'_> {
         let value = match &node.kind {
             NodeKind::Scalar(s) => match s.resolve() {
                 Resolved::Int(Some(v)) if (100..=4096).contains(&v) => Some(v as u32),
-                Resolved::Int(_) | Resolved::Float => {
+                Resolved::Int(_) => {
                     self.error(
                         &path,
                         node.position,
                         format!("priority `{}` is out of range; {range}", s.text),
+                    );
+                    return None;
+                }
+                Resolved::Float => {
+                    self.error(
+                        &path,
+                        node.position,
+                        format!("priority `{}` is not an integer; {range}", s.text),
                     );
                     return None;
                 }

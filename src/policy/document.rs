@@ -19,6 +19,17 @@ use super::error::Collector;
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes all YAML alias expansions of one document may add together.
 pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Most values (scalars, lists, mappings) one document may hold: far above
+/// any real estate that fits in the file size cap, low enough to bound memory.
+pub const MAX_NODES: usize = 8_000_000;
+
+fn too_many_nodes(errors: &mut Collector, position: Position) {
+    errors.push(
+        "",
+        Some(position),
+        format!("the document holds more than {MAX_NODES} values; refusing to read further"),
+    );
+}
 
 /// Line and column, both 1-based.
 pub(crate) type Position = (usize, usize);
@@ -231,6 +242,7 @@ pub(crate) fn read_yaml(text: &str, errors: &mut Collector) -> Result<Option<Nod
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Anchored> = HashMap::new();
     let mut alias_nodes = 0usize;
+    let mut nodes = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
 
@@ -267,6 +279,21 @@ pub(crate) fn read_yaml(text: &str, errors: &mut Collector) -> Result<Option<Nod
                     errors.push("", Some(here), "unknown YAML alias".into());
                     return Err(());
                 };
+                let as_key = matches!(
+                    stack.last(),
+                    Some(Frame::Mapping {
+                        pending_key: None,
+                        ..
+                    })
+                );
+                if as_key && !matches!(anchored.node.kind, NodeKind::Scalar(_)) {
+                    errors.push(
+                        "",
+                        Some(here),
+                        "mapping keys must be plain strings, not lists or mappings".into(),
+                    );
+                    return Err(());
+                }
                 alias_nodes = alias_nodes.saturating_add(anchored.nodes);
                 if alias_nodes > MAX_ALIAS_NODES {
                     errors.push(
@@ -291,7 +318,14 @@ pub(crate) fn read_yaml(text: &str, errors: &mut Collector) -> Result<Option<Nod
                 node.position = here;
                 Some((node, 0))
             }
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+                if nodes >= MAX_NODES =>
+            {
+                too_many_nodes(errors, here);
+                return Err(());
+            }
             Event::Scalar(text, style, anchor, tag) => {
+                nodes += 1;
                 let mut quoted = style != TScalarStyle::Plain;
                 if let Some(tag) = tag {
                     if tag.handle == "tag:yaml.org,2002:" && tag.suffix == "str" {
@@ -314,6 +348,7 @@ pub(crate) fn read_yaml(text: &str, errors: &mut Collector) -> Result<Option<Nod
                 ))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                nodes += 1;
                 if let Some(Frame::Mapping {
                     pending_key: None, ..
                 }) = stack.last()
@@ -543,6 +578,7 @@ impl JsonReader<'_> {
 
     fn read(mut self, errors: &mut Collector) -> Result<Option<Node>, ()> {
         let mut stack: Vec<Frame> = Vec::new();
+        let mut nodes = 0usize;
         self.skip_whitespace();
         if self.peek().is_none() {
             return Ok(None);
@@ -551,6 +587,11 @@ impl JsonReader<'_> {
             // Expect a value here.
             self.skip_whitespace();
             let here = self.position();
+            nodes += 1;
+            if nodes > MAX_NODES {
+                too_many_nodes(errors, here);
+                return Err(());
+            }
             let value = match self.peek() {
                 Some(b'{') | Some(b'[') => {
                     if stack.len() >= MAX_DEPTH {

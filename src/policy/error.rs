@@ -112,12 +112,17 @@ impl IntoIterator for PolicyErrors {
     }
 }
 
+/// Most problems reported for one file; the rest are counted in a final note,
+/// so a hostile file cannot make the error list itself exhaust memory.
+pub const MAX_ERRORS: usize = 10_000;
+
 /// Collects problems while one file is read; knows the file name so callers
 /// only give the path, position and message.
 #[derive(Debug)]
 pub(crate) struct Collector {
     file: String,
     errors: Vec<PolicyError>,
+    dropped: usize,
 }
 
 impl Collector {
@@ -125,10 +130,15 @@ impl Collector {
         Collector {
             file: file.to_string(),
             errors: Vec::new(),
+            dropped: 0,
         }
     }
 
     pub(crate) fn push(&mut self, path: &str, position: Option<(usize, usize)>, message: String) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.dropped += 1;
+            return;
+        }
         self.errors.push(PolicyError {
             file: self.file.clone(),
             path: path.to_string(),
@@ -142,7 +152,24 @@ impl Collector {
         self.errors.is_empty()
     }
 
-    pub(crate) fn into_errors(self) -> PolicyErrors {
+    /// How many problems were reported so far (dropped ones included).
+    pub(crate) fn count(&self) -> usize {
+        self.errors.len() + self.dropped
+    }
+
+    pub(crate) fn into_errors(mut self) -> PolicyErrors {
+        if self.dropped > 0 {
+            self.errors.push(PolicyError {
+                file: self.file.clone(),
+                path: String::new(),
+                line: None,
+                column: None,
+                message: format!(
+                    "{} further problems were not reported (at most {MAX_ERRORS} are listed)",
+                    self.dropped
+                ),
+            });
+        }
         PolicyErrors::new(self.errors)
     }
 }

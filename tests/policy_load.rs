@@ -1445,13 +1445,21 @@ fn error_list_is_capped() {
     let errors = errors_of(&text);
     assert_eq!(errors.len(), 10_001);
     let last = errors.last().unwrap();
-    assert!(last.message.contains("further problems were not reported"), "{last}");
+    assert!(
+        last.message.contains("further problems were not reported"),
+        "{last}"
+    );
 }
 
 #[test]
 fn collection_aliases_cannot_be_keys() {
     let errors = parse_str("a: &x [1]\n*x : 2\n", Format::Yaml, "t").unwrap_err();
-    assert!(errors.to_string().contains("mapping keys must be plain strings"), "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .contains("mapping keys must be plain strings"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -1466,5 +1474,71 @@ fn node_count_is_capped() {
     }
     text.push_str("]}");
     let errors = parse_str(&text, Format::Json, "t").unwrap_err();
-    assert!(errors.to_string().contains("more than 8000000 values"), "{errors}");
+    assert!(
+        errors.to_string().contains("more than 8000000 values"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_format_documents_example_loads() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy/format-doc-example.yaml");
+    let p = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.application_security_groups, Vec::<String>::new());
+    assert_eq!(p.network_security_groups.len(), 3);
+    let web = &p.nics[0];
+    assert_eq!(web.network_security_group.as_deref(), Some("web-1-nsg"));
+    assert_eq!(web.application_security_groups, vec!["AsgWeb"]);
+}
+
+#[test]
+fn more_layout_checks() {
+    let text = ESTATE.replace("[10.0.0.0/16]", "[10.0.0.0/16, 10.0.128.0/17]");
+    assert_one(
+        &text,
+        "vnets[0].addressSpace[1]",
+        "overlaps `10.0.0.0/16`",
+        None,
+    );
+    let text = ESTATE.replace("peerings: [spoke]", "peerings: [spoke, spoke]");
+    assert_one(&text, "vnets[0].peerings[1]", "listed twice", None);
+    let text = ESTATE.replace("addressSpace: [10.0.0.0/16]", "addressSpace: []");
+    assert_one(&text, "vnets[0].addressSpace", "is empty", None);
+    let text = ESTATE.replace("ipAddresses: [10.0.1.4]", "ipAddresses: []");
+    assert_one(&text, "nics[0].ipAddresses", "is empty", None);
+}
+
+#[test]
+fn more_name_checks() {
+    let text = format!("applicationSecurityGroups: [AsgWeb, asgweb]\n{ESTATE}");
+    assert_one(
+        &text,
+        "applicationSecurityGroups[1]",
+        "duplicate application security group name",
+        None,
+    );
+    let text = format!("applicationSecurityGroups: [ASGWEB]\n{ESTATE}");
+    assert_one(
+        &text,
+        "nics[0].applicationSecurityGroups[0]",
+        "differs only in case",
+        None,
+    );
+    let text = "serviceTags:\n  OnPrem: [10.0.0.0/8]\n  onprem: [11.0.0.0/8]\n";
+    assert_one(text, "serviceTags.onprem", "defined twice", None);
+    let text = "serviceTags:\n  '10.0.0.0/8': [10.0.0.0/8]\n";
+    assert_one(
+        text,
+        "serviceTags.10.0.0.0/8",
+        "not a valid service tag name",
+        None,
+    );
+    let text = format!("{ESTATE}networkSecurityGroups: [{{name: n, securityRules: [5]}}]\n");
+    assert_one(
+        &text,
+        "networkSecurityGroups[0].securityRules[0]",
+        "expected a security rule as a mapping, found an integer",
+        None,
+    );
 }

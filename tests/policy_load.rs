@@ -273,7 +273,10 @@ fn unknown_field_is_an_error_with_a_suggestion() {
         .unwrap_or_else(|| panic!("{}", show(&errors)));
     assert!(e
         .message
-        .contains("unknown field `destinationPortRnage` (did you mean `destinationPortRange`?); expected one of"));
+        .starts_with("unknown field `destinationPortRnage`; expected one of `name`, "));
+    assert!(e
+        .message
+        .ends_with("; did you mean `destinationPortRange`?"));
     assert_eq!(
         (e.line, e.column),
         (Some(position_of(&text, "destinationPortRnage").0), Some(9))

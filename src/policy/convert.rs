@@ -460,7 +460,7 @@ impl Cx<'_> {
                 let hint = (self.errors.count() < 1000)
                     .then(|| closest(&key.text, allowed))
                     .flatten()
-                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .map(|c| format!("; did you mean `{c}`?"))
                     .unwrap_or_default();
                 let expected = allowed
                     .iter()
@@ -471,7 +471,7 @@ impl Cx<'_> {
                     &child_path(path, &key.text),
                     key.position,
                     format!(
-                        "unknown field `{}`{hint}; expected one of {expected}",
+                        "unknown field `{}`; expected one of {expected}{hint}",
                         key.text.escape_debug()
                     ),
                 );

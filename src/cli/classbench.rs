@@ -28,11 +28,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("lookups:         {}", report.lookups);
         println!("mismatches:      {}", report.mismatches);
         for m in &report.first_mismatches {
-            println!("  trace line {}: expected rule {}, got {}", m.line, m.expected, m.got);
+            let id = |v: Option<u32>| v.map_or("none".to_string(), |v| v.to_string());
+            println!(
+                "  trace line {}: expected rule {}, got {}",
+                m.line,
+                id(m.expected),
+                id(m.got)
+            );
         }
         println!("build:           {:.1} ms", report.build_ms);
-        println!("tables:          {:.2} MiB ({:.1} bytes/rule)", report.table_bytes as f64 / (1024.0 * 1024.0), report.bytes_per_rule);
+        println!(
+            "tables:          {:.2} MiB ({:.1} bytes/rule)",
+            report.table_bytes as f64 / (1024.0 * 1024.0),
+            report.bytes_per_rule
+        );
         println!("lookups/s:       {:.2} M", report.lookups_per_sec / 1e6);
     }
-    Ok(if report.mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

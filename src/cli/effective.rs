@@ -31,16 +31,28 @@ pub struct Args {
 const SHOWN_PREFIXES: usize = 4;
 
 fn address_cell(single: &str, asgs: &[String], expanded: &Option<Vec<String>>) -> String {
-    let label = if asgs.is_empty() { single.to_string() } else { asgs.join(",") };
+    let label = if asgs.is_empty() {
+        single.to_string()
+    } else {
+        asgs.join(",")
+    };
     match expanded {
         None => label,
         Some(prefixes) => {
-            let mut shown: Vec<&str> = prefixes.iter().take(SHOWN_PREFIXES).map(String::as_str).collect();
+            let mut shown: Vec<&str> = prefixes
+                .iter()
+                .take(SHOWN_PREFIXES)
+                .map(String::as_str)
+                .collect();
             if prefixes.is_empty() {
                 shown.push("(none)");
             }
             let more = prefixes.len().saturating_sub(SHOWN_PREFIXES);
-            let tail = if more > 0 { format!(" +{more} more") } else { String::new() };
+            let tail = if more > 0 {
+                format!(" +{more} more")
+            } else {
+                String::new()
+            };
             format!("{label}: {}{tail}", shown.join(" "))
         }
     }
@@ -55,14 +67,22 @@ fn ports_cell(ranges: &[String]) -> String {
 }
 
 fn print_rule(rule: &EffectiveRule) {
-    let note = if rule.applies_to_nic { "" } else { "  (never applies: NIC not in the ASG)" };
+    let note = if rule.applies_to_nic {
+        ""
+    } else {
+        "  (never applies: NIC not in the ASG)"
+    };
     println!(
         "  {:>5}  {:<40}  {:<5}  {:<4}  {:<30}  {:<11}  {:<30}  {:<11}{note}",
         rule.priority,
         rule.name,
         rule.access.as_str(),
         rule.protocol,
-        address_cell(&rule.source_address_prefix, &rule.source_application_security_groups, &rule.expanded_source_address_prefix),
+        address_cell(
+            &rule.source_address_prefix,
+            &rule.source_application_security_groups,
+            &rule.expanded_source_address_prefix
+        ),
         ports_cell(&rule.source_port_ranges),
         address_cell(
             &rule.destination_address_prefix,
@@ -85,7 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if view.effective_network_security_groups.is_empty() {
-        println!("{}: no NSG on the NIC or its subnet: all traffic is allowed", view.nic);
+        println!(
+            "{}: no NSG on the NIC or its subnet: all traffic is allowed",
+            view.nic
+        );
     }
     for group in &view.effective_network_security_groups {
         println!(

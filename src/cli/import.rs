@@ -25,7 +25,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let format = match &args.output {
-        Some(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => Format::Json,
+        Some(path)
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json")) =>
+        {
+            Format::Json
+        }
         _ => Format::Yaml,
     };
     let text = match format {
@@ -40,14 +46,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The import must produce a policy nsgd accepts; say so now if it does not.
     let validation = parse_str(&text, format, &shown_name);
     match &args.output {
-        Some(path) => std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => std::fs::write(path, &text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{text}"),
     }
     if let Err(errors) = validation {
         for error in errors.iter() {
             eprintln!("{error}");
         }
-        eprintln!("nsgd: the imported policy has {} error(s) to fix by hand", errors.len());
+        eprintln!(
+            "nsgd: the imported policy has {} error(s) to fix by hand",
+            errors.len()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

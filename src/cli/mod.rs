@@ -86,7 +86,12 @@ fn load_program(path: &Path) -> anyhow::Result<Program> {
         for error in &errors.0 {
             eprintln!("{}: {error}", path.display());
         }
-        Reported(format!("{}: {} compile error(s)", path.display(), errors.0.len())).into()
+        Reported(format!(
+            "{}: {} compile error(s)",
+            path.display(),
+            errors.0.len()
+        ))
+        .into()
     })
 }
 
@@ -95,6 +100,7 @@ fn open_input(path: &PathBuf) -> anyhow::Result<Box<dyn std::io::BufRead>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
     }
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
 }

@@ -54,7 +54,12 @@ struct NotMatched<'a> {
     failed: Vec<&'static str>,
 }
 
-fn explanation<'a>(program: &'a Program, flow: &Flow, table: u32, rule: u32) -> Vec<NotMatched<'a>> {
+fn explanation<'a>(
+    program: &'a Program,
+    flow: &Flow,
+    table: u32,
+    rule: u32,
+) -> Vec<NotMatched<'a>> {
     let table = &program.tables()[table as usize];
     table.rules[..rule as usize]
         .iter()
@@ -66,7 +71,12 @@ fn explanation<'a>(program: &'a Program, flow: &Flow, table: u32, rule: u32) -> 
         .collect()
 }
 
-fn json_verdict<'a>(program: &'a Program, flow: &Flow, verdict: &Verdict, explain: bool) -> JsonVerdict<'a> {
+fn json_verdict<'a>(
+    program: &'a Program,
+    flow: &Flow,
+    verdict: &Verdict,
+    explain: bool,
+) -> JsonVerdict<'a> {
     let evaluations = verdict
         .evaluations
         .iter()
@@ -92,10 +102,19 @@ fn json_verdict<'a>(program: &'a Program, flow: &Flow, verdict: &Verdict, explai
     }
 }
 
-fn write_human(out: &mut impl Write, program: &Program, flow: &Flow, verdict: &Verdict, explain: bool) -> std::io::Result<()> {
+fn write_human(
+    out: &mut impl Write,
+    program: &Program,
+    flow: &Flow,
+    verdict: &Verdict,
+    explain: bool,
+) -> std::io::Result<()> {
     writeln!(out, "{flow}: {}", verdict.decision)?;
     if verdict.evaluations.is_empty() {
-        writeln!(out, "  no NSG applies: neither end is in a subnet of the estate")?;
+        writeln!(
+            out,
+            "  no NSG applies: neither end is in a subnet of the estate"
+        )?;
     }
     let view = json_verdict(program, flow, verdict, explain);
     for e in &view.evaluations {
@@ -111,7 +130,13 @@ fn write_human(out: &mut impl Write, program: &Program, flow: &Flow, verdict: &V
         )?;
         if let Some(not_matched) = &e.not_matched {
             for n in not_matched {
-                writeln!(out, "      skipped {:>5} {:<32} {} did not match", n.priority, n.rule, n.failed.join(", "))?;
+                writeln!(
+                    out,
+                    "      skipped {:>5} {:<32} {} did not match",
+                    n.priority,
+                    n.rule,
+                    n.failed.join(", ")
+                )?;
             }
         }
     }
@@ -120,7 +145,10 @@ fn write_human(out: &mut impl Write, program: &Program, flow: &Flow, verdict: &V
 
 /// Parses the CSV header; returns whether an `expected` column follows.
 fn parse_header(line: &str) -> Option<bool> {
-    let columns: Vec<String> = line.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+    let columns: Vec<String> = line
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
     let base = ["protocol", "src_ip", "src_port", "dst_ip", "dst_port"];
     if columns.len() >= 5 && columns[..5].iter().zip(base).all(|(c, b)| c == b) {
         match columns.get(5).map(String::as_str) {
@@ -140,10 +168,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let program = super::load_program(&args.policy)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut emit = |out: &mut std::io::BufWriter<_>, flow: &Flow| -> anyhow::Result<Access> {
+    let emit = |out: &mut std::io::BufWriter<_>, flow: &Flow| -> anyhow::Result<Access> {
         let verdict = program.evaluate(flow);
         if args.json {
-            serde_json::to_writer(&mut *out, &json_verdict(&program, flow, &verdict, args.explain))?;
+            serde_json::to_writer(
+                &mut *out,
+                &json_verdict(&program, flow, &verdict, args.explain),
+            )?;
             out.write_all(b"\n")?;
         } else {
             write_human(out, &program, flow, &verdict, args.explain)?;
@@ -152,7 +183,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     for text in &args.flows {
-        let flow: Flow = text.parse().with_context(|| format!("bad --flow `{text}`"))?;
+        let flow: Flow = text
+            .parse()
+            .with_context(|| format!("bad --flow `{text}`"))?;
         emit(&mut out, &flow)?;
     }
 
@@ -162,7 +195,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let reader = super::open_input(path)?;
         let mut expect_column: Option<bool> = None;
         for (number, line) in reader.lines().enumerate() {
-            let line = line.with_context(|| format!("{}: cannot read line {}", path.display(), number + 1))?;
+            let line = line
+                .with_context(|| format!("{}: cannot read line {}", path.display(), number + 1))?;
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
@@ -205,7 +239,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     if bad_lines > 0 || mismatches > 0 {
-        eprintln!("nsgd: {bad_lines} unreadable flow line(s), {mismatches} flow(s) not as expected");
+        eprintln!(
+            "nsgd: {bad_lines} unreadable flow line(s), {mismatches} flow(s) not as expected"
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -52,7 +52,11 @@ struct FieldIndex<T> {
 
 impl<T: Copy + Ord + Default> FieldIndex<T> {
     /// `sets[r]` is rule r's set; `upper` is the largest value of the axis.
-    fn build(sets: &[&[(T, T)]], words: usize, next: impl Fn(T) -> Option<T>) -> Result<Self, TooManyClasses> {
+    fn build(
+        sets: &[&[(T, T)]],
+        words: usize,
+        next: impl Fn(T) -> Option<T>,
+    ) -> Result<Self, TooManyClasses> {
         // Events: at `lo` rule r enters, after `hi` it leaves. A rule's ranges
         // are disjoint and non-adjacent, so at most one of them is active.
         let mut events: Vec<(T, bool, usize)> = Vec::new();
@@ -64,7 +68,7 @@ impl<T: Copy + Ord + Default> FieldIndex<T> {
                 }
             }
         }
-        events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        events.sort_unstable_by_key(|e| e.0);
         let mut starts = vec![T::default()];
         let mut offsets = Vec::new();
         let mut bits: Vec<u64> = Vec::new();
@@ -105,20 +109,29 @@ impl<T: Copy + Ord + Default> FieldIndex<T> {
             }
         }
         offsets.push(intern(&current, &mut bits)?);
-        Ok(FieldIndex { starts, offsets, bits })
+        Ok(FieldIndex {
+            starts,
+            offsets,
+            bits,
+        })
     }
 
     /// The class vector of the interval holding `value`.
     #[inline(always)]
     fn vector(&self, value: T, words: usize) -> &[u64] {
         // starts[0] is the axis minimum, so the point is at least 1.
-        let interval = self.starts.partition_point(|&s| s <= value).saturating_sub(1);
+        let interval = self
+            .starts
+            .partition_point(|&s| s <= value)
+            .saturating_sub(1);
         let offset = self.offsets[interval] as usize;
         &self.bits[offset..offset + words]
     }
 
     fn bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<T>() + self.offsets.capacity() * 4 + self.bits.capacity() * 8
+        self.starts.capacity() * std::mem::size_of::<T>()
+            + self.offsets.capacity() * 4
+            + self.bits.capacity() * 8
     }
 }
 
@@ -145,7 +158,8 @@ impl<A: AddressKey> BitVectorClassifier<A> {
         let sources: Vec<&[(A, A)]> = rules.iter().map(|r| r.source).collect();
         let destinations: Vec<&[(A, A)]> = rules.iter().map(|r| r.destination).collect();
         let source_ports: Vec<&[(u32, u32)]> = rules.iter().map(|r| r.source_port).collect();
-        let destination_ports: Vec<&[(u32, u32)]> = rules.iter().map(|r| r.destination_port).collect();
+        let destination_ports: Vec<&[(u32, u32)]> =
+            rules.iter().map(|r| r.destination_port).collect();
 
         // Protocol: one vector per distinct named protocol, one for the rest.
         let mut any = vec![0u64; words];
@@ -184,7 +198,14 @@ impl<A: AddressKey> BitVectorClassifier<A> {
 
     /// Index of the first (highest-priority) rule matching, if any.
     #[inline]
-    pub fn classify(&self, protocol: u8, source: A, destination: A, source_port: u32, destination_port: u32) -> Option<u32> {
+    pub fn classify(
+        &self,
+        protocol: u8,
+        source: A,
+        destination: A,
+        source_port: u32,
+        destination_port: u32,
+    ) -> Option<u32> {
         if self.rules == 0 {
             return None;
         }
@@ -287,13 +308,30 @@ mod tests {
         let all_ports = [(0u32, NO_PORT)];
         let web = [(80u32, 80u32)];
         let rules = [
-            SetRule { protocol: Some(6), source: &everything, destination: &everything, source_port: &all_ports, destination_port: &web },
-            SetRule { protocol: None, source: &everything, destination: &everything, source_port: &all_ports, destination_port: &all_ports },
+            SetRule {
+                protocol: Some(6),
+                source: &everything,
+                destination: &everything,
+                source_port: &all_ports,
+                destination_port: &web,
+            },
+            SetRule {
+                protocol: None,
+                source: &everything,
+                destination: &everything,
+                source_port: &all_ports,
+                destination_port: &all_ports,
+            },
         ];
         let c = BitVectorClassifier::build(&rules).unwrap();
         assert_eq!(c.classify(6, u32::MAX, 0, 0, 80), Some(0));
         assert_eq!(c.classify(6, 0, u32::MAX, 65535, 81), Some(1));
         assert_eq!(c.classify(1, 5, 5, NO_PORT, NO_PORT), Some(1));
-        assert_eq!(BitVectorClassifier::<u32>::build(&[]).unwrap().classify(6, 1, 1, 1, 1), None);
+        assert_eq!(
+            BitVectorClassifier::<u32>::build(&[])
+                .unwrap()
+                .classify(6, 1, 1, 1, 1),
+            None
+        );
     }
 }

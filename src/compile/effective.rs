@@ -87,7 +87,15 @@ struct SideView {
 }
 
 fn side_view(written: &AddressMatch, resolved: &AddressSet) -> SideView {
-    let expanded = || Some(resolved.to_prefixes().iter().map(|p| p.to_string()).collect());
+    let expanded = || {
+        Some(
+            resolved
+                .to_prefixes()
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        )
+    };
     match written {
         AddressMatch::Any => SideView {
             single: "0.0.0.0/0".to_string(),
@@ -163,7 +171,10 @@ pub fn effective_rules(
     let policy = program.policy();
     let Some(endpoint_index) = program.nic_endpoint(nic_name) else {
         let known: Vec<&str> = policy.nics.iter().map(|n| n.name.as_str()).collect();
-        return Err(EffectiveError::UnknownNic(nic_name.to_string(), known.join(", ")));
+        return Err(EffectiveError::UnknownNic(
+            nic_name.to_string(),
+            known.join(", "),
+        ));
     };
     let endpoint = &program.endpoints()[endpoint_index as usize];
     let nic = policy
@@ -188,12 +199,18 @@ pub fn effective_rules(
                     ] {
                         if let AddressMatch::Tag(tag) = written {
                             tag_map.entry(tag.clone()).or_insert_with(|| {
-                                resolved.to_prefixes().iter().map(|p| p.to_string()).collect()
+                                resolved
+                                    .to_prefixes()
+                                    .iter()
+                                    .map(|p| p.to_string())
+                                    .collect()
                             });
                         }
                     }
                     let applies = rule.local_asgs().is_none_or(|asgs| {
-                        nic.application_security_groups.iter().any(|a| asgs.contains(a))
+                        nic.application_security_groups
+                            .iter()
+                            .any(|a| asgs.contains(a))
                     });
                     effective_rule(rule, applies)
                 })

@@ -55,7 +55,11 @@ fn serialize_severity<S: serde::Serializer>(severity: &Severity, s: S) -> Result
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {} [{}]", self.severity, self.location, self.message, self.kind)
+        write!(
+            f,
+            "{}: {}: {} [{}]",
+            self.severity, self.location, self.message, self.kind
+        )
     }
 }
 
@@ -74,7 +78,9 @@ fn rule_boxes(rule: &ResolvedRule) -> Vec<Box6> {
             continue;
         }
         let widen = |v: &[(u32, u32)]| -> Vec<(u128, u128)> {
-            v.iter().map(|&(a, b)| (u128::from(a), u128::from(b))).collect()
+            v.iter()
+                .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                .collect()
         };
         let (sources, destinations) = if family == 4 {
             (widen(&rule.source.v4), widen(&rule.destination.v4))
@@ -151,10 +157,15 @@ fn remove(region: Vec<Box6>, cut: &[Box6]) -> Option<Vec<Box6>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reach {
     /// No packet reaches it; the higher rules that take its space.
-    Unreachable { covered_by: Vec<usize>, same_access: bool },
+    Unreachable {
+        covered_by: Vec<usize>,
+        same_access: bool,
+    },
     /// Reachable, but every packet reaching it gets the same access from the
     /// rules below (the first such rules listed).
-    NoEffect { decided_by: Vec<usize> },
+    NoEffect {
+        decided_by: Vec<usize>,
+    },
     Effective,
     TooComplex,
 }
@@ -171,7 +182,10 @@ fn analyse(rules: &[ResolvedRule], boxes: &[Vec<Box6>], index: usize) -> Reach {
     let mut covered_by = Vec::new();
     let mut same_access = true;
     for (above, above_boxes) in boxes.iter().enumerate().take(index) {
-        if !region.iter().any(|b| above_boxes.iter().any(|c| intersects(b, c))) {
+        if !region
+            .iter()
+            .any(|b| above_boxes.iter().any(|c| intersects(b, c)))
+        {
             continue;
         }
         covered_by.push(above);
@@ -189,7 +203,10 @@ fn analyse(rules: &[ResolvedRule], boxes: &[Vec<Box6>], index: usize) -> Reach {
     }
     let mut decided_by = Vec::new();
     for (below, below_boxes) in boxes.iter().enumerate().skip(index + 1) {
-        if !region.iter().any(|b| below_boxes.iter().any(|c| intersects(b, c))) {
+        if !region
+            .iter()
+            .any(|b| below_boxes.iter().any(|c| intersects(b, c)))
+        {
             continue;
         }
         if rules[below].access != rules[index].access {
@@ -240,10 +257,13 @@ pub fn lint(program: &Program) -> Vec<Finding> {
     findings
 }
 
+/// (NSG index, direction, rule name).
+type RuleKey = (usize, Direction, String);
+
 fn reachability(program: &Program, findings: &mut Vec<Finding>) {
     // Per (NSG, direction, rule name): the verdict in each VNet context where
     // the NSG applies. A rule is reported only if it holds in all of them.
-    let mut verdicts: BTreeMap<(usize, Direction, String), Vec<(Reach, Vec<String>)>> = BTreeMap::new();
+    let mut verdicts: BTreeMap<RuleKey, Vec<(Reach, String)>> = BTreeMap::new();
     for table in program.tables() {
         let boxes: Vec<Vec<Box6>> = table.rules.iter().map(rule_boxes).collect();
         for (index, rule) in table.rules.iter().enumerate() {
@@ -252,9 +272,9 @@ fn reachability(program: &Program, findings: &mut Vec<Finding>) {
             }
             let reach = analyse(&table.rules, &boxes, index);
             let detail = match &reach {
-                Reach::Unreachable { covered_by, .. } => vec![names(&table.rules, covered_by)],
-                Reach::NoEffect { decided_by } => vec![names(&table.rules, decided_by)],
-                _ => Vec::new(),
+                Reach::Unreachable { covered_by, .. } => names(&table.rules, covered_by),
+                Reach::NoEffect { decided_by } => names(&table.rules, decided_by),
+                _ => String::new(),
             };
             verdicts
                 .entry((table.nsg, table.direction, rule.name.clone()))
@@ -277,11 +297,20 @@ fn reachability(program: &Program, findings: &mut Vec<Finding>) {
             });
             continue;
         }
-        if contexts.iter().all(|(r, _)| matches!(r, Reach::Unreachable { .. })) {
-            let same = contexts
-                .iter()
-                .all(|(r, _)| matches!(r, Reach::Unreachable { same_access: true, .. }));
-            let by = &first.1.first().cloned().unwrap_or_default();
+        if contexts
+            .iter()
+            .all(|(r, _)| matches!(r, Reach::Unreachable { .. }))
+        {
+            let same = contexts.iter().all(|(r, _)| {
+                matches!(
+                    r,
+                    Reach::Unreachable {
+                        same_access: true,
+                        ..
+                    }
+                )
+            });
+            let by = &first.1;
             let (kind, message) = if by.is_empty() {
                 (
                     "unreachable-rule",
@@ -304,14 +333,17 @@ fn reachability(program: &Program, findings: &mut Vec<Finding>) {
                 location,
                 message,
             });
-        } else if contexts.iter().all(|(r, _)| matches!(r, Reach::NoEffect { .. })) {
-            let by = first.1.first().cloned().unwrap_or_default();
+        } else if contexts
+            .iter()
+            .all(|(r, _)| matches!(r, Reach::NoEffect { .. }))
+        {
+            let by = &first.1;
             findings.push(Finding {
                 severity: Severity::Info,
                 kind: "no-effect-rule",
                 location,
                 message: format!(
-                    "rule `{name}` of `{nsg_name}` changes nothing: the rules below it decide the same for all of its traffic: {by}"
+                    "rule `{name}` of `{nsg_name}` changes nothing on its own: without it, the rules below would decide the same for all of its traffic: {by}"
                 ),
             });
         }
@@ -382,7 +414,10 @@ fn attachments(program: &Program, findings: &mut Vec<Finding>) {
                 severity: Severity::Warning,
                 kind: "unattached-nsg",
                 location: format!("networkSecurityGroups[{index}]"),
-                message: format!("network security group `{}` is attached to no subnet and no NIC", group.name),
+                message: format!(
+                    "network security group `{}` is attached to no subnet and no NIC",
+                    group.name
+                ),
             });
         }
     }
@@ -403,7 +438,9 @@ fn attachments(program: &Program, findings: &mut Vec<Finding>) {
     }
     for (index, vnet) in policy.vnets.iter().enumerate() {
         for (p, peer) in vnet.peerings.iter().enumerate() {
-            let reciprocal = policy.vnet(peer).is_some_and(|other| other.peerings.contains(&vnet.name));
+            let reciprocal = policy
+                .vnet(peer)
+                .is_some_and(|other| other.peerings.contains(&vnet.name));
             if !reciprocal {
                 findings.push(Finding {
                     severity: Severity::Info,

@@ -593,7 +593,10 @@ fn build_table(
 
     let too_big = |error: super::bitvector::TooManyClasses| CompileError {
         location: format!("networkSecurityGroups[{nsg}]"),
-        message: format!("the {direction} rules of `{}` cannot be compiled: {error}", group.name),
+        message: format!(
+            "the {direction} rules of `{}` cannot be compiled: {error}",
+            group.name
+        ),
     };
     let v4_rules: Vec<SetRule<'_, u32>> = rules
         .iter()
@@ -610,7 +613,11 @@ fn build_table(
         .iter()
         .map(|rule| SetRule {
             protocol: rule.protocol.number(),
-            source: if rule.protocol == Protocol::Icmp { &[] } else { &rule.source.v6 },
+            source: if rule.protocol == Protocol::Icmp {
+                &[]
+            } else {
+                &rule.source.v6
+            },
             destination: &rule.destination.v6,
             source_port: &rule.source_ports,
             destination_port: &rule.destination_ports,

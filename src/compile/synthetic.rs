@@ -61,7 +61,9 @@ impl SplitMix {
     }
 }
 
-const SERVICE_PORTS: [u16; 16] = [22, 25, 53, 80, 123, 389, 443, 445, 1433, 3306, 3389, 5432, 5671, 6379, 8080, 9200];
+const SERVICE_PORTS: [u16; 16] = [
+    22, 25, 53, 80, 123, 389, 443, 445, 1433, 3306, 3389, 5432, 5671, 6379, 8080, 9200,
+];
 
 fn v4net(a: u8, b: u8, c: u8, d: u8, len: u8) -> IpNet {
     IpNet::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), len).expect("valid prefix length")
@@ -97,7 +99,12 @@ fn external_prefix(rng: &mut SplitMix) -> IpNet {
     let a = [13u8, 20, 40, 52, 104, 151, 185, 203][rng.below(8)];
     let len = [16u8, 20, 24, 28, 32][rng.below(5)];
     IpNet::new(
-        IpAddr::V4(Ipv4Addr::new(a, rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8)),
+        IpAddr::V4(Ipv4Addr::new(
+            a,
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+        )),
         len,
     )
     .expect("valid prefix length")
@@ -113,7 +120,11 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
     let mut groups = Vec::new();
     let mut vnet_prefixes = Vec::new();
     for v in 0..=shape.spokes {
-        let name = if v == 0 { "hub".to_string() } else { format!("spoke-{v}") };
+        let name = if v == 0 {
+            "hub".to_string()
+        } else {
+            format!("spoke-{v}")
+        };
         let space = v4net(10, v as u8, 0, 0, 16);
         vnet_prefixes.push(space);
         let peerings = if v == 0 {
@@ -161,7 +172,12 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
                 nics.push(NetworkInterface {
                     name: nic_name,
                     subnet: format!("{name}/sn{s}"),
-                    ip_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, v as u8, s as u8, 4 + n as u8))],
+                    ip_addresses: vec![IpAddr::V4(Ipv4Addr::new(
+                        10,
+                        v as u8,
+                        s as u8,
+                        4 + n as u8,
+                    ))],
                     network_security_group: nsg,
                     application_security_groups: membership,
                 });
@@ -176,12 +192,21 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
     }
 
     let mut service_tags = BTreeMap::new();
-    service_tags.insert("OnPrem".to_string(), vec![v4net(192, 168, 0, 0, 16), v4net(172, 20, 0, 0, 14)]);
+    service_tags.insert(
+        "OnPrem".to_string(),
+        vec![v4net(192, 168, 0, 0, 16), v4net(172, 20, 0, 0, 14)],
+    );
     service_tags.insert(
         "Storage.WestEurope".to_string(),
         (0..40).map(|_| external_prefix(&mut rng)).collect(),
     );
-    let tags = ["Internet", "VirtualNetwork", "OnPrem", "Storage.WestEurope", "AzureLoadBalancer"];
+    let tags = [
+        "Internet",
+        "VirtualNetwork",
+        "OnPrem",
+        "Storage.WestEurope",
+        "AzureLoadBalancer",
+    ];
 
     for group in &mut groups {
         let count = if group.name.contains("-nic") {
@@ -190,20 +215,37 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
             shape.subnet_nsg_rules
         };
         for r in 0..count {
-            let direction = if r % 3 == 2 { Direction::Outbound } else { Direction::Inbound };
+            let direction = if r % 3 == 2 {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            };
             let priority = 100 + (r as u32 / 3) * 3 + (r as u32 % 3);
-            let protocol = [Protocol::Tcp, Protocol::Tcp, Protocol::Udp, Protocol::Any][rng.below(4)];
+            let protocol =
+                [Protocol::Tcp, Protocol::Tcp, Protocol::Udp, Protocol::Any][rng.below(4)];
             let side = |rng: &mut SplitMix| match rng.below(6) {
                 0 => AddressMatch::Any,
                 1 => AddressMatch::Tag(tags[rng.below(tags.len())].to_string()),
                 2 if !asg_names.is_empty() => {
-                    AddressMatch::ApplicationSecurityGroups(vec![asg_names[rng.below(asg_names.len())].clone()])
+                    AddressMatch::ApplicationSecurityGroups(vec![asg_names
+                        [rng.below(asg_names.len())]
+                    .clone()])
                 }
                 3 => {
                     let v = rng.below(vnet_prefixes.len());
-                    AddressMatch::Prefixes(vec![v4net(10, v as u8, rng.below(shape.subnets_per_vnet) as u8, 0, 24)])
+                    AddressMatch::Prefixes(vec![v4net(
+                        10,
+                        v as u8,
+                        rng.below(shape.subnets_per_vnet) as u8,
+                        0,
+                        24,
+                    )])
                 }
-                _ => AddressMatch::Prefixes((0..1 + rng.below(6)).map(|_| external_prefix(rng)).collect()),
+                _ => AddressMatch::Prefixes(
+                    (0..1 + rng.below(6))
+                        .map(|_| external_prefix(rng))
+                        .collect(),
+                ),
             };
             let mut source = side(&mut rng);
             let mut destination = side(&mut rng);
@@ -213,14 +255,19 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
             {
                 destination = AddressMatch::Any;
             }
-            if let (AddressMatch::Prefixes(_), AddressMatch::Prefixes(_)) = (&source, &destination) {
+            if let (AddressMatch::Prefixes(_), AddressMatch::Prefixes(_)) = (&source, &destination)
+            {
                 if rng.chance(50) {
                     source = AddressMatch::Any;
                 }
             }
             let (source_ports, destination_ports) = if protocol.has_ports() {
                 (
-                    if rng.chance(90) { PortMatch::Any } else { ports(&mut rng) },
+                    if rng.chance(90) {
+                        PortMatch::Any
+                    } else {
+                        ports(&mut rng)
+                    },
                     ports(&mut rng),
                 )
             } else {
@@ -231,7 +278,11 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
                 description: None,
                 priority,
                 direction,
-                access: if rng.chance(60) { Access::Allow } else { Access::Deny },
+                access: if rng.chance(60) {
+                    Access::Allow
+                } else {
+                    Access::Deny
+                },
                 protocol,
                 source,
                 source_ports,
@@ -254,7 +305,11 @@ pub fn realistic_estate(shape: &EstateShape) -> Policy {
 /// to the internet, and service ports mixed with ephemeral ones.
 pub fn realistic_flows(policy: &Policy, count: usize, seed: u64) -> Vec<Flow> {
     let mut rng = SplitMix(seed);
-    let addresses: Vec<IpAddr> = policy.nics.iter().flat_map(|n| n.ip_addresses.iter().copied()).collect();
+    let addresses: Vec<IpAddr> = policy
+        .nics
+        .iter()
+        .flat_map(|n| n.ip_addresses.iter().copied())
+        .collect();
     let mut flows = Vec::with_capacity(count);
     while flows.len() < count && !addresses.is_empty() {
         let nic_a = addresses[rng.below(addresses.len())];

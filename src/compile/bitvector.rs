@@ -13,6 +13,10 @@
 //! priority and stops at the first set bit. NSG tables hold at most ~1,000
 //! rules, so a vector is at most 16 words. Memory is bounded by intervals ×
 //! 4 bytes plus distinct classes × vector size, with no cross products.
+//!
+//! One classifier may hold several rule lists as *segments* (each starting on
+//! a word boundary) and answer the first match of each in one pass: a NIC's
+//! chain (NIC NSG and subnet NSG) then costs one set of field searches.
 
 use std::collections::HashMap;
 
@@ -28,6 +32,10 @@ pub struct SetRule<'a, A> {
     pub source_port: &'a [(u32, u32)],
     pub destination_port: &'a [(u32, u32)],
 }
+
+/// What [`BitVectorClassifier::first_matches`] reports for a segment with no
+/// matching rule.
+pub const NO_RULE: u32 = u32::MAX;
 
 /// Most bytes the class vectors of one classifier may take: a pathological
 /// policy is refused at compile time instead of exhausting memory.
@@ -48,13 +56,27 @@ struct FieldIndex<T> {
     starts: Vec<T>,
     offsets: Vec<u32>,
     bits: Vec<u64>,
+    /// `buckets[b]` = number of starts whose top 8 bits (of the axis) are
+    /// below `b`: narrows each search to the starts sharing the value's top
+    /// bits, which keeps a cold lookup to a few cache lines.
+    buckets: Vec<u32>,
+    shift: u32,
 }
 
-impl<T: Copy + Ord + Default> FieldIndex<T> {
-    /// `sets[r]` is rule r's set; `upper` is the largest value of the axis.
+/// Ports run 0..=NO_PORT (65536): 17 bits.
+const PORT_AXIS_BITS: u32 = 17;
+
+/// Top-bits buckets per field.
+const BUCKETS: usize = 256;
+
+impl<T: AddressKey> FieldIndex<T> {
+    /// `sets[r]` is rule r's set (sorted, disjoint, non-adjacent ranges);
+    /// `axis_bits` is the width of the field's axis.
     fn build(
         sets: &[&[(T, T)]],
+        bit_of_rule: &[usize],
         words: usize,
+        axis_bits: u32,
         next: impl Fn(T) -> Option<T>,
     ) -> Result<Self, TooManyClasses> {
         // Events: at `lo` rule r enters, after `hi` it leaves. A rule's ranges
@@ -99,7 +121,7 @@ impl<T: Copy + Ord + Default> FieldIndex<T> {
             }
             while i < events.len() && events[i].0 == at {
                 let (_, enter, rule) = events[i];
-                let (word, bit) = (rule / 64, rule % 64);
+                let (word, bit) = (bit_of_rule[rule] / 64, bit_of_rule[rule] % 64);
                 if enter {
                     current[word] |= 1 << bit;
                 } else {
@@ -109,21 +131,34 @@ impl<T: Copy + Ord + Default> FieldIndex<T> {
             }
         }
         offsets.push(intern(&current, &mut bits)?);
+        let shift = axis_bits.saturating_sub(8);
+        let mut buckets = vec![0u32; BUCKETS + 1];
+        for start in &starts {
+            let bucket = (start.to_u128() >> shift) as usize;
+            buckets[bucket + 1] += 1;
+        }
+        for b in 1..=BUCKETS {
+            buckets[b] += buckets[b - 1];
+        }
         Ok(FieldIndex {
             starts,
             offsets,
             bits,
+            buckets,
+            shift,
         })
     }
 
     /// The class vector of the interval holding `value`.
     #[inline(always)]
     fn vector(&self, value: T, words: usize) -> &[u64] {
-        // starts[0] is the axis minimum, so the point is at least 1.
-        let interval = self
-            .starts
-            .partition_point(|&s| s <= value)
-            .saturating_sub(1);
+        // Starts in lower buckets are all below the value; search its own.
+        let bucket = ((value.to_u128() >> self.shift) as usize).min(BUCKETS - 1);
+        let lo = self.buckets[bucket] as usize;
+        let hi = self.buckets[bucket + 1] as usize;
+        let within = self.starts[lo..hi].partition_point(|&s| s <= value);
+        // starts[0] is the axis minimum, so at least one start is <= value.
+        let interval = (lo + within).saturating_sub(1);
         let offset = self.offsets[interval] as usize;
         &self.bits[offset..offset + words]
     }
@@ -132,6 +167,7 @@ impl<T: Copy + Ord + Default> FieldIndex<T> {
         self.starts.capacity() * std::mem::size_of::<T>()
             + self.offsets.capacity() * 4
             + self.bits.capacity() * 8
+            + self.buckets.capacity() * 4
     }
 }
 
@@ -140,6 +176,8 @@ impl<T: Copy + Ord + Default> FieldIndex<T> {
 pub struct BitVectorClassifier<A> {
     rules: usize,
     words: usize,
+    /// Per segment: (first word, word count).
+    layout: Vec<(usize, usize)>,
     /// Offset into `protocol_bits` per protocol number.
     protocol_offsets: Vec<u32>,
     protocol_bits: Vec<u64>,
@@ -150,9 +188,35 @@ pub struct BitVectorClassifier<A> {
 }
 
 impl<A: AddressKey> BitVectorClassifier<A> {
-    /// Builds from rules in priority order (index = id).
+    /// Builds from one rule list in priority order (index = id).
     pub fn build(rules: &[SetRule<'_, A>]) -> Result<Self, TooManyClasses> {
-        let words = rules.len().div_ceil(64).max(1);
+        Self::build_segments(&[rules])
+    }
+
+    /// Builds from several rule lists; [`first_matches`](Self::first_matches)
+    /// answers each list's first match separately.
+    pub fn build_segments(segments: &[&[SetRule<'_, A>]]) -> Result<Self, TooManyClasses> {
+        // Lay the segments out on word boundaries: rule `i` of a segment
+        // starting at word `w` is bit `w * 64 + i`.
+        let mut layout = Vec::with_capacity(segments.len());
+        let mut bit_of_rule: Vec<usize> = Vec::new();
+        let mut rules: Vec<SetRule<'_, A>> = Vec::new();
+        let mut next_word = 0usize;
+        for segment in segments {
+            let words = segment.len().div_ceil(64);
+            layout.push((next_word, words));
+            for (i, rule) in segment.iter().enumerate() {
+                bit_of_rule.push(next_word * 64 + i);
+                rules.push(*rule);
+            }
+            next_word += words;
+        }
+        let words = next_word.max(1);
+        let rules = &rules[..];
+        let set_bit = |vector: &mut Vec<u64>, rule: usize| {
+            let bit = bit_of_rule[rule];
+            vector[bit / 64] |= 1 << (bit % 64);
+        };
         let next_address = |a: A| (a != A::MAX).then(|| A::from_u128(a.to_u128() + 1));
         let next_port = |p: u32| (p < NO_PORT).then_some(p + 1);
         let sources: Vec<&[(A, A)]> = rules.iter().map(|r| r.source).collect();
@@ -165,7 +229,7 @@ impl<A: AddressKey> BitVectorClassifier<A> {
         let mut any = vec![0u64; words];
         for (i, rule) in rules.iter().enumerate() {
             if rule.protocol.is_none() {
-                any[i / 64] |= 1 << (i % 64);
+                set_bit(&mut any, i);
             }
         }
         let mut protocol_bits = any.clone();
@@ -177,7 +241,7 @@ impl<A: AddressKey> BitVectorClassifier<A> {
             let mut vector = any.clone();
             for (i, rule) in rules.iter().enumerate() {
                 if rule.protocol == Some(protocol) {
-                    vector[i / 64] |= 1 << (i % 64);
+                    set_bit(&mut vector, i);
                 }
             }
             protocol_offsets[usize::from(protocol)] = protocol_bits.len() as u32;
@@ -187,16 +251,36 @@ impl<A: AddressKey> BitVectorClassifier<A> {
         Ok(BitVectorClassifier {
             rules: rules.len(),
             words,
+            layout,
             protocol_offsets,
             protocol_bits,
-            source: FieldIndex::build(&sources, words, next_address)?,
-            destination: FieldIndex::build(&destinations, words, next_address)?,
-            source_port: FieldIndex::build(&source_ports, words, next_port)?,
-            destination_port: FieldIndex::build(&destination_ports, words, next_port)?,
+            source: FieldIndex::build(&sources, &bit_of_rule, words, A::BITS, next_address)?,
+            destination: FieldIndex::build(
+                &destinations,
+                &bit_of_rule,
+                words,
+                A::BITS,
+                next_address,
+            )?,
+            source_port: FieldIndex::build(
+                &source_ports,
+                &bit_of_rule,
+                words,
+                PORT_AXIS_BITS,
+                next_port,
+            )?,
+            destination_port: FieldIndex::build(
+                &destination_ports,
+                &bit_of_rule,
+                words,
+                PORT_AXIS_BITS,
+                next_port,
+            )?,
         })
     }
 
-    /// Index of the first (highest-priority) rule matching, if any.
+    /// Index of the first (highest-priority) rule matching, if any, for a
+    /// classifier of one segment.
     #[inline]
     pub fn classify(
         &self,
@@ -206,9 +290,30 @@ impl<A: AddressKey> BitVectorClassifier<A> {
         source_port: u32,
         destination_port: u32,
     ) -> Option<u32> {
-        if self.rules == 0 {
-            return None;
-        }
+        let mut first = [NO_RULE];
+        self.first_matches(
+            protocol,
+            source,
+            destination,
+            source_port,
+            destination_port,
+            &mut first,
+        );
+        (first[0] != NO_RULE).then_some(first[0])
+    }
+
+    /// The first matching rule of each segment (its index within the
+    /// segment), or [`NO_RULE`]; `out` has one slot per segment.
+    #[inline]
+    pub fn first_matches(
+        &self,
+        protocol: u8,
+        source: A,
+        destination: A,
+        source_port: u32,
+        destination_port: u32,
+        out: &mut [u32],
+    ) {
         let words = self.words;
         let offset = self.protocol_offsets[usize::from(protocol)] as usize;
         let p = &self.protocol_bits[offset..offset + words];
@@ -216,13 +321,20 @@ impl<A: AddressKey> BitVectorClassifier<A> {
         let d = self.destination.vector(destination, words);
         let sp = self.source_port.vector(source_port, words);
         let dp = self.destination_port.vector(destination_port, words);
-        for w in 0..words {
-            let hit = p[w] & s[w] & d[w] & sp[w] & dp[w];
-            if hit != 0 {
-                return Some((w * 64) as u32 + hit.trailing_zeros());
+        for (slot, &(start, count)) in out.iter_mut().zip(&self.layout) {
+            *slot = NO_RULE;
+            for w in start..start + count {
+                let hit = p[w] & s[w] & d[w] & sp[w] & dp[w];
+                if hit != 0 {
+                    *slot = ((w - start) * 64) as u32 + hit.trailing_zeros();
+                    break;
+                }
             }
         }
-        None
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.layout.len()
     }
 
     pub fn rule_count(&self) -> usize {
@@ -270,7 +382,11 @@ mod tests {
                  proptest::collection::vec((0u32..20, 0u32..6), 1..3)),
                 0..150),
             keys in proptest::collection::vec((0u8..5, 0u32..50, 0u32..50, 0u32..30, 0u32..30), 1..60),
+            spread in proptest::bool::ANY,
         ) {
+            // Spread addresses over the whole axis so every top-bits bucket
+            // is exercised, not only the first.
+            let scale = if spread { 1u32 << 25 } else { 1 };
             // Turn (start, length) pairs into sorted, disjoint, non-adjacent sets.
             fn normalise(pairs: &[(u32, u32)]) -> Vec<(u32, u32)> {
                 let mut ranges: Vec<(u32, u32)> = pairs.iter().map(|&(a, l)| (a, a + l)).collect();
@@ -284,9 +400,12 @@ mod tests {
                 }
                 out
             }
+            let scaled = |set: Vec<(u32, u32)>| -> Vec<(u32, u32)> {
+                set.into_iter().map(|(lo, hi)| (lo * scale, hi * scale)).collect()
+            };
             let sets: Vec<_> = shapes
                 .iter()
-                .map(|(p, s, d, sp, dp)| (*p, normalise(s), normalise(d), normalise(sp), normalise(dp)))
+                .map(|(p, s, d, sp, dp)| (*p, scaled(normalise(s)), scaled(normalise(d)), normalise(sp), normalise(dp)))
                 .collect();
             let rules: Vec<SetRule<'_, u32>> = sets
                 .iter()
@@ -294,6 +413,7 @@ mod tests {
                 .collect();
             let classifier = BitVectorClassifier::build(&rules).unwrap();
             for key in keys {
+                let key = (key.0, key.1 * scale, key.2 * scale + u32::from(spread), key.3, key.4);
                 proptest::prop_assert_eq!(
                     classifier.classify(key.0, key.1, key.2, key.3, key.4),
                     naive(&rules, key)

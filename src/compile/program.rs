@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
-use super::bitvector::{BitVectorClassifier, SetRule};
+use super::bitvector::{BitVectorClassifier, SetRule, TooManyClasses, NO_RULE};
 use super::flow::Flow;
 use super::resolved::ResolvedRule;
 use super::tags::TagResolver;
@@ -64,6 +64,9 @@ pub struct Endpoint {
     pub subnet: usize,
     pub outbound: Chain,
     pub inbound: Chain,
+    /// Index into the program's chain classifiers; `None` for an empty chain.
+    outbound_classifier: Option<u32>,
+    inbound_classifier: Option<u32>,
 }
 
 impl Endpoint {
@@ -71,6 +74,13 @@ impl Endpoint {
         match direction {
             Direction::Outbound => &self.outbound,
             Direction::Inbound => &self.inbound,
+        }
+    }
+
+    fn classifier(&self, direction: Direction) -> Option<u32> {
+        match direction {
+            Direction::Outbound => self.outbound_classifier,
+            Direction::Inbound => self.inbound_classifier,
         }
     }
 }
@@ -95,42 +105,93 @@ pub struct NsgTable {
     /// User and default rules of the direction, by ascending priority. The
     /// classifier's rule ids are indices into this list.
     pub rules: Vec<ResolvedRule>,
+}
+
+impl NsgTable {
+    fn set_rules_v4(&self) -> Vec<SetRule<'_, u32>> {
+        self.rules
+            .iter()
+            .map(|rule| SetRule {
+                protocol: rule.protocol.number(),
+                source: &rule.source.v4,
+                destination: &rule.destination.v4,
+                source_port: &rule.source_ports,
+                destination_port: &rule.destination_ports,
+            })
+            .collect()
+    }
+
+    /// `Icmp` is IPv4 ICMP only: such rules match no IPv6 packet.
+    fn set_rules_v6(&self) -> Vec<SetRule<'_, u128>> {
+        self.rules
+            .iter()
+            .map(|rule| SetRule {
+                protocol: rule.protocol.number(),
+                source: if rule.protocol == Protocol::Icmp {
+                    &[]
+                } else {
+                    &rule.source.v6
+                },
+                destination: &rule.destination.v6,
+                source_port: &rule.source_ports,
+                destination_port: &rule.destination_ports,
+            })
+            .collect()
+    }
+}
+
+/// The classifier of one chain: the rules of each of its NSG tables as one
+/// segment, so one lookup answers every NSG of the chain.
+#[derive(Debug, Clone)]
+struct ChainClassifier {
     v4: BitVectorClassifier<u32>,
     v6: BitVectorClassifier<u128>,
 }
 
-impl NsgTable {
-    /// Index of the first rule (by priority) matching the flow.
+impl ChainClassifier {
+    fn build(tables: &[&NsgTable]) -> Result<ChainClassifier, TooManyClasses> {
+        let v4_rules: Vec<Vec<SetRule<'_, u32>>> =
+            tables.iter().map(|t| t.set_rules_v4()).collect();
+        let v6_rules: Vec<Vec<SetRule<'_, u128>>> =
+            tables.iter().map(|t| t.set_rules_v6()).collect();
+        let v4_segments: Vec<&[SetRule<'_, u32>]> = v4_rules.iter().map(Vec::as_slice).collect();
+        let v6_segments: Vec<&[SetRule<'_, u128>]> = v6_rules.iter().map(Vec::as_slice).collect();
+        Ok(ChainClassifier {
+            v4: BitVectorClassifier::build_segments(&v4_segments)?,
+            v6: BitVectorClassifier::build_segments(&v6_segments)?,
+        })
+    }
+
+    /// Per segment, the index of the first matching rule ([`NO_RULE`] if none).
     #[inline]
-    pub fn first_match(&self, flow: &Flow) -> u32 {
-        let found = match (flow.source(), flow.destination()) {
-            (IpAddr::V4(source), IpAddr::V4(destination)) => self.v4.classify(
+    fn first_matches(&self, flow: &Flow, out: &mut [u32]) {
+        match (flow.source(), flow.destination()) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => self.v4.first_matches(
                 flow.protocol(),
                 u32::from(source),
                 u32::from(destination),
                 flow.source_port_key(),
                 flow.destination_port_key(),
+                out,
             ),
-            (IpAddr::V6(source), IpAddr::V6(destination)) => self.v6.classify(
+            (IpAddr::V6(source), IpAddr::V6(destination)) => self.v6.first_matches(
                 flow.protocol(),
                 u128::from(source),
                 u128::from(destination),
                 flow.source_port_key(),
                 flow.destination_port_key(),
+                out,
             ),
             // `Flow::new` refuses mixed families.
-            _ => None,
-        };
-        // The default DenyAll rule matches everything, so `None` cannot occur;
-        // answering with the last rule (DenyAll) keeps this total anyway.
-        found.unwrap_or(self.rules.len() as u32 - 1)
+            _ => out.fill(NO_RULE),
+        }
     }
 
-    pub fn classifier_rules(&self) -> usize {
+    fn rule_count(&self) -> usize {
         self.v4.rule_count() + self.v6.rule_count()
     }
 
-    pub fn table_bytes(&self) -> usize {
+    fn table_bytes(&self) -> usize {
         self.v4.table_bytes() + self.v6.table_bytes()
     }
 }
@@ -203,6 +264,7 @@ pub struct Program {
     policy: Policy,
     resolver: TagResolver,
     tables: Vec<NsgTable>,
+    chain_classifiers: Vec<ChainClassifier>,
     endpoints: Vec<Endpoint>,
     subnets: Vec<SubnetInfo>,
     nic_v4: AHashMap<u32, u32>,
@@ -328,6 +390,8 @@ impl Program {
                 subnet: subnet_index,
                 outbound,
                 inbound,
+                outbound_classifier: None,
+                inbound_classifier: None,
             });
         }
 
@@ -355,6 +419,8 @@ impl Program {
                 subnet: subnet_index,
                 outbound,
                 inbound,
+                outbound_classifier: None,
+                inbound_classifier: None,
             });
             for address in &nic.ip_addresses {
                 match address {
@@ -381,10 +447,57 @@ impl Program {
         if !errors.is_empty() {
             return Err(CompileErrors(errors));
         }
+        let mut chain_classifiers: Vec<ChainClassifier> = Vec::new();
+        let mut chain_index: HashMap<Vec<u32>, u32> = HashMap::new();
+        for endpoint in &mut endpoints {
+            for direction in [Direction::Outbound, Direction::Inbound] {
+                let steps: Vec<u32> = endpoint.chain(direction).iter().map(|s| s.table).collect();
+                if steps.is_empty() {
+                    continue;
+                }
+                let index = match chain_index.get(&steps) {
+                    Some(&index) => index,
+                    None => {
+                        let chain_tables: Vec<&NsgTable> =
+                            steps.iter().map(|&t| &tables[t as usize]).collect();
+                        let classifier =
+                            ChainClassifier::build(&chain_tables).map_err(|error| {
+                                let names: Vec<&str> = chain_tables
+                                    .iter()
+                                    .map(|t| policy.network_security_groups[t.nsg].name.as_str())
+                                    .collect();
+                                CompileErrors(vec![CompileError {
+                                    location: format!(
+                                        "networkSecurityGroups ({})",
+                                        names.join(", ")
+                                    ),
+                                    message: format!(
+                                        "the {direction} rules cannot be compiled: {error}"
+                                    ),
+                                }])
+                            })?;
+                        let index = chain_classifiers.len() as u32;
+                        chain_classifiers.push(classifier);
+                        chain_index.insert(steps, index);
+                        index
+                    }
+                };
+                match direction {
+                    Direction::Outbound => endpoint.outbound_classifier = Some(index),
+                    Direction::Inbound => endpoint.inbound_classifier = Some(index),
+                }
+            }
+        }
         let stats = CompileStats {
-            tables: tables.len(),
-            classifier_rules: tables.iter().map(NsgTable::classifier_rules).sum(),
-            table_bytes: tables.iter().map(NsgTable::table_bytes).sum(),
+            tables: chain_classifiers.len(),
+            classifier_rules: chain_classifiers
+                .iter()
+                .map(ChainClassifier::rule_count)
+                .sum(),
+            table_bytes: chain_classifiers
+                .iter()
+                .map(ChainClassifier::table_bytes)
+                .sum(),
             endpoints: endpoints.len(),
             compile_time: started.elapsed(),
         };
@@ -392,6 +505,7 @@ impl Program {
             policy: policy.clone(),
             resolver,
             tables,
+            chain_classifiers,
             endpoints,
             subnets,
             nic_v4,
@@ -465,9 +579,23 @@ impl Program {
             let Some(endpoint) = self.endpoint_of(address) else {
                 continue;
             };
-            for step in self.endpoints[endpoint as usize].chain(direction) {
+            let endpoint_info = &self.endpoints[endpoint as usize];
+            let Some(classifier) = endpoint_info.classifier(direction) else {
+                continue;
+            };
+            let steps = endpoint_info.chain(direction);
+            let mut first = [NO_RULE; 2];
+            self.chain_classifiers[classifier as usize]
+                .first_matches(flow, &mut first[..steps.len()]);
+            for (step, &found) in steps.iter().zip(&first) {
                 let table = &self.tables[step.table as usize];
-                let rule = table.first_match(flow);
+                // Every table ends with DenyAll, which matches everything, so
+                // NO_RULE cannot occur; answering DenyAll keeps this total.
+                let rule = if found == NO_RULE {
+                    table.rules.len() as u32 - 1
+                } else {
+                    found
+                };
                 let access = table.rules[rule as usize].access;
                 evaluations.push(Evaluation {
                     direction,
@@ -591,46 +719,10 @@ fn build_table(
     }
     rules.sort_by_key(|r| r.priority);
 
-    let too_big = |error: super::bitvector::TooManyClasses| CompileError {
-        location: format!("networkSecurityGroups[{nsg}]"),
-        message: format!(
-            "the {direction} rules of `{}` cannot be compiled: {error}",
-            group.name
-        ),
-    };
-    let v4_rules: Vec<SetRule<'_, u32>> = rules
-        .iter()
-        .map(|rule| SetRule {
-            protocol: rule.protocol.number(),
-            source: &rule.source.v4,
-            destination: &rule.destination.v4,
-            source_port: &rule.source_ports,
-            destination_port: &rule.destination_ports,
-        })
-        .collect();
-    // `Icmp` is IPv4 ICMP only: such rules match no IPv6 packet.
-    let v6_rules: Vec<SetRule<'_, u128>> = rules
-        .iter()
-        .map(|rule| SetRule {
-            protocol: rule.protocol.number(),
-            source: if rule.protocol == Protocol::Icmp {
-                &[]
-            } else {
-                &rule.source.v6
-            },
-            destination: &rule.destination.v6,
-            source_port: &rule.source_ports,
-            destination_port: &rule.destination_ports,
-        })
-        .collect();
-    let v4 = BitVectorClassifier::build(&v4_rules).map_err(too_big)?;
-    let v6 = BitVectorClassifier::build(&v6_rules).map_err(too_big)?;
     Ok(NsgTable {
         nsg,
         vnet,
         direction,
         rules,
-        v4,
-        v6,
     })
 }

@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             summary.network_security_groups * 6
         );
         println!(
-            "  compiled: {} tables (NSG x VNet x direction), {} classifier entries, {:.1} KiB, {:.2} ms",
+            "  compiled: {} chain tables, {} rule entries, {:.1} KiB, {:.2} ms",
             summary.compiled_tables,
             summary.classifier_entries,
             summary.table_bytes as f64 / 1024.0,

@@ -22,75 +22,124 @@ pub struct Args {
     /// Only this direction (default: inbound then outbound).
     #[arg(long, value_enum)]
     direction: Option<DirectionArg>,
-    /// Print the view as JSON (Azure's effective-security-rules shape).
+    /// Print the view as JSON (Azure's effective-security-rules shape, every
+    /// prefix listed).
     #[arg(long)]
     json: bool,
 }
 
-/// At most this many expanded prefixes per cell in the table view.
-const SHOWN_PREFIXES: usize = 4;
+/// Expanded prefixes shown per table cell; `--json` lists them all.
+const SHOWN_PREFIXES: usize = 3;
 
 fn address_cell(single: &str, asgs: &[String], expanded: &Option<Vec<String>>) -> String {
-    let label = if asgs.is_empty() {
-        single.to_string()
-    } else {
+    let label = if !asgs.is_empty() {
         asgs.join(",")
+    } else if single == "0.0.0.0/0" && expanded.is_none() {
+        "*".to_string()
+    } else {
+        single.to_string()
     };
-    match expanded {
-        None => label,
-        Some(prefixes) => {
-            let mut shown: Vec<&str> = prefixes
-                .iter()
-                .take(SHOWN_PREFIXES)
-                .map(String::as_str)
-                .collect();
-            if prefixes.is_empty() {
-                shown.push("(none)");
-            }
-            let more = prefixes.len().saturating_sub(SHOWN_PREFIXES);
-            let tail = if more > 0 {
-                format!(" +{more} more")
-            } else {
-                String::new()
-            };
-            format!("{label}: {}{tail}", shown.join(" "))
-        }
+    let Some(prefixes) = expanded else {
+        return label;
+    };
+    if prefixes.is_empty() {
+        return format!("{label} = (nothing)");
     }
+    let shown: Vec<&str> = prefixes
+        .iter()
+        .take(SHOWN_PREFIXES)
+        .map(String::as_str)
+        .collect();
+    let more = if prefixes.len() > SHOWN_PREFIXES {
+        format!(", … ({} prefixes)", prefixes.len())
+    } else {
+        String::new()
+    };
+    format!("{label} = {}{more}", shown.join(", "))
 }
 
 fn ports_cell(ranges: &[String]) -> String {
-    if ranges.len() == 1 && ranges[0] == "0-65535" {
-        "*".to_string()
-    } else {
-        ranges.join(",")
-    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .map(|range| match range.split_once('-') {
+            Some(("0", "65535")) => "*".to_string(),
+            Some((lo, hi)) if lo == hi => lo.to_string(),
+            _ => range.clone(),
+        })
+        .collect();
+    shown.join(",")
 }
 
-fn print_rule(rule: &EffectiveRule) {
+fn row(rule: &EffectiveRule) -> [String; 9] {
+    let name = rule
+        .name
+        .rsplit_once('/')
+        .map_or(rule.name.as_str(), |(_, n)| n)
+        .to_string();
     let note = if rule.applies_to_nic {
-        ""
+        String::new()
     } else {
-        "  (never applies: NIC not in the ASG)"
+        "never applies here: NIC not in the ASG".to_string()
     };
-    println!(
-        "  {:>5}  {:<40}  {:<5}  {:<4}  {:<30}  {:<11}  {:<30}  {:<11}{note}",
-        rule.priority,
-        rule.name,
-        rule.access.as_str(),
-        rule.protocol,
+    [
+        rule.priority.to_string(),
+        name,
+        rule.access.as_str().to_string(),
+        rule.protocol.to_string(),
         address_cell(
             &rule.source_address_prefix,
             &rule.source_application_security_groups,
-            &rule.expanded_source_address_prefix
+            &rule.expanded_source_address_prefix,
         ),
         ports_cell(&rule.source_port_ranges),
         address_cell(
             &rule.destination_address_prefix,
             &rule.destination_application_security_groups,
-            &rule.expanded_destination_address_prefix
+            &rule.expanded_destination_address_prefix,
         ),
         ports_cell(&rule.destination_port_ranges),
-    );
+        note,
+    ]
+}
+
+fn print_table(rows: &[[String; 9]]) {
+    let header = [
+        "PRIO",
+        "NAME",
+        "ACCESS",
+        "PROTO",
+        "SOURCE",
+        "SPORT",
+        "DESTINATION",
+        "DPORT",
+        "",
+    ];
+    let mut widths = header.map(str::len);
+    for cells in rows {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut out = String::from(" ");
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            let pad = width.saturating_sub(cell.chars().count());
+            if i == 0 {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str("  ");
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&header);
+    for cells in rows {
+        let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+        line(&refs);
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -112,16 +161,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     for group in &view.effective_network_security_groups {
         println!(
-            "{} {} — NSG {} ({})",
+            "{} {}: NSG {} ({}), evaluated in this order",
             view.nic, group.direction, group.network_security_group.id, group.association
         );
-        println!(
-            "  {:>5}  {:<40}  {:<5}  {:<4}  {:<30}  {:<11}  {:<30}  {:<11}",
-            "PRIO", "NAME", "ACCESS", "PROTO", "SOURCE", "SPORTS", "DESTINATION", "DPORTS"
-        );
-        for rule in &group.effective_security_rules {
-            print_rule(rule);
-        }
+        let rows: Vec<[String; 9]> = group.effective_security_rules.iter().map(row).collect();
+        print_table(&rows);
         println!();
     }
     Ok(ExitCode::SUCCESS)

@@ -263,7 +263,8 @@ type RuleKey = (usize, Direction, String);
 fn reachability(program: &Program, findings: &mut Vec<Finding>) {
     // Per (NSG, direction, rule name): the verdict in each VNet context where
     // the NSG applies. A rule is reported only if it holds in all of them.
-    let mut verdicts: BTreeMap<RuleKey, Vec<(Reach, String)>> = BTreeMap::new();
+    // Per context also the names of the rules the verdict points at.
+    let mut verdicts: BTreeMap<RuleKey, Vec<(Reach, String, Vec<String>)>> = BTreeMap::new();
     for table in program.tables() {
         let boxes: Vec<Vec<Box6>> = table.rules.iter().map(rule_boxes).collect();
         for (index, rule) in table.rules.iter().enumerate() {
@@ -271,22 +272,36 @@ fn reachability(program: &Program, findings: &mut Vec<Finding>) {
                 continue;
             }
             let reach = analyse(&table.rules, &boxes, index);
-            let detail = match &reach {
-                Reach::Unreachable { covered_by, .. } => names(&table.rules, covered_by),
-                Reach::NoEffect { decided_by } => names(&table.rules, decided_by),
-                _ => String::new(),
+            let related: &[usize] = match &reach {
+                Reach::Unreachable { covered_by, .. } => covered_by,
+                Reach::NoEffect { decided_by } => decided_by,
+                _ => &[],
             };
+            let related_names = related
+                .iter()
+                .map(|&i| table.rules[i].name.clone())
+                .collect();
             verdicts
                 .entry((table.nsg, table.direction, rule.name.clone()))
                 .or_default()
-                .push((reach, detail));
+                .push((reach.clone(), names(&table.rules, related), related_names));
         }
     }
-    for ((nsg, _direction, name), contexts) in verdicts {
+    let never_matching: BTreeSet<RuleKey> = verdicts
+        .iter()
+        .filter(|(_, contexts)| {
+            contexts
+                .iter()
+                .all(|c| matches!(c.0, Reach::Unreachable { .. }))
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    for ((nsg, direction, name), contexts) in &verdicts {
+        let (nsg, name) = (*nsg, name.clone());
         let location = rule_location(program, nsg, &name);
         let nsg_name = program.nsg_name(nsg as u32);
         let first = &contexts[0];
-        if contexts.iter().any(|(r, _)| matches!(r, Reach::TooComplex)) {
+        if contexts.iter().any(|c| matches!(c.0, Reach::TooComplex)) {
             findings.push(Finding {
                 severity: Severity::Info,
                 kind: "not-analysed",
@@ -299,11 +314,11 @@ fn reachability(program: &Program, findings: &mut Vec<Finding>) {
         }
         if contexts
             .iter()
-            .all(|(r, _)| matches!(r, Reach::Unreachable { .. }))
+            .all(|c| matches!(c.0, Reach::Unreachable { .. }))
         {
-            let same = contexts.iter().all(|(r, _)| {
+            let same = contexts.iter().all(|c| {
                 matches!(
-                    r,
+                    c.0,
                     Reach::Unreachable {
                         same_access: true,
                         ..
@@ -335,8 +350,17 @@ fn reachability(program: &Program, findings: &mut Vec<Finding>) {
             });
         } else if contexts
             .iter()
-            .all(|(r, _)| matches!(r, Reach::NoEffect { .. }))
+            .all(|c| matches!(c.0, Reach::NoEffect { .. }))
         {
+            // A rule "decided the same" by a duplicate that itself never
+            // matches is better explained by that duplicate's finding.
+            let by_dead_rule = first
+                .2
+                .iter()
+                .any(|other| never_matching.contains(&(nsg, *direction, other.clone())));
+            if by_dead_rule {
+                continue;
+            }
             let by = &first.1;
             findings.push(Finding {
                 severity: Severity::Info,

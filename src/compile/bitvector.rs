@@ -56,27 +56,27 @@ struct FieldIndex<T> {
     starts: Vec<T>,
     offsets: Vec<u32>,
     bits: Vec<u64>,
-    /// `buckets[b]` = number of starts whose top 8 bits (of the axis) are
-    /// below `b`: narrows each search to the starts sharing the value's top
-    /// bits, which keeps a cold lookup to a few cache lines.
-    buckets: Vec<u32>,
-    shift: u32,
+    /// Every `BLOCK`-th start: a two-level search (summary, then one block
+    /// of one or two cache lines) replaces a binary search's chain of
+    /// dependent loads.
+    summary: Vec<T>,
+    /// Number of real starts; `starts` is padded to whole blocks.
+    len: usize,
 }
 
-/// Ports run 0..=NO_PORT (65536): 17 bits.
-const PORT_AXIS_BITS: u32 = 17;
+/// Starts per block: one cache line of IPv4 addresses or ports.
+const BLOCK: usize = 16;
 
-/// Top-bits buckets per field.
-const BUCKETS: usize = 256;
+/// Up to this many summary entries are counted with a vectorisable scan;
+/// longer summaries (very large NSGs) are binary-searched.
+const LINEAR_SUMMARY: usize = 64;
 
 impl<T: AddressKey> FieldIndex<T> {
     /// `sets[r]` is rule r's set (sorted, disjoint, non-adjacent ranges);
-    /// `axis_bits` is the width of the field's axis.
     fn build(
         sets: &[&[(T, T)]],
         bit_of_rule: &[usize],
         words: usize,
-        axis_bits: u32,
         next: impl Fn(T) -> Option<T>,
     ) -> Result<Self, TooManyClasses> {
         // Events: at `lo` rule r enters, after `hi` it leaves. A rule's ranges
@@ -131,34 +131,36 @@ impl<T: AddressKey> FieldIndex<T> {
             }
         }
         offsets.push(intern(&current, &mut bits)?);
-        let shift = axis_bits.saturating_sub(8);
-        let mut buckets = vec![0u32; BUCKETS + 1];
-        for start in &starts {
-            let bucket = (start.to_u128() >> shift) as usize;
-            buckets[bucket + 1] += 1;
-        }
-        for b in 1..=BUCKETS {
-            buckets[b] += buckets[b - 1];
-        }
+        let len = starts.len();
+        let summary: Vec<T> = starts.iter().step_by(BLOCK).copied().collect();
+        // Pad to whole blocks with the axis maximum; lookups clamp to `len`.
+        starts.resize(len.div_ceil(BLOCK) * BLOCK, T::MAX);
         Ok(FieldIndex {
             starts,
             offsets,
             bits,
-            buckets,
-            shift,
+            summary,
+            len,
         })
     }
 
     /// The class vector of the interval holding `value`.
     #[inline(always)]
     fn vector(&self, value: T, words: usize) -> &[u64] {
-        // Starts in lower buckets are all below the value; search its own.
-        let bucket = ((value.to_u128() >> self.shift) as usize).min(BUCKETS - 1);
-        let lo = self.buckets[bucket] as usize;
-        let hi = self.buckets[bucket + 1] as usize;
-        let within = self.starts[lo..hi].partition_point(|&s| s <= value);
-        // starts[0] is the axis minimum, so at least one start is <= value.
-        let interval = (lo + within).saturating_sub(1);
+        // Number of starts <= value, minus one, is the interval. starts[0]
+        // is the axis minimum, so that number is at least one.
+        let blocks_below = if self.summary.len() <= LINEAR_SUMMARY {
+            self.summary
+                .iter()
+                .map(|&s| usize::from(s <= value))
+                .sum::<usize>()
+        } else {
+            self.summary.partition_point(|&s| s <= value)
+        };
+        let base = blocks_below.saturating_sub(1) * BLOCK;
+        let block = &self.starts[base..base + BLOCK];
+        let within: usize = block.iter().map(|&s| usize::from(s <= value)).sum();
+        let interval = (base + within).min(self.len).saturating_sub(1);
         let offset = self.offsets[interval] as usize;
         &self.bits[offset..offset + words]
     }
@@ -167,7 +169,7 @@ impl<T: AddressKey> FieldIndex<T> {
         self.starts.capacity() * std::mem::size_of::<T>()
             + self.offsets.capacity() * 4
             + self.bits.capacity() * 8
-            + self.buckets.capacity() * 4
+            + self.summary.capacity() * std::mem::size_of::<T>()
     }
 }
 
@@ -254,26 +256,13 @@ impl<A: AddressKey> BitVectorClassifier<A> {
             layout,
             protocol_offsets,
             protocol_bits,
-            source: FieldIndex::build(&sources, &bit_of_rule, words, A::BITS, next_address)?,
-            destination: FieldIndex::build(
-                &destinations,
-                &bit_of_rule,
-                words,
-                A::BITS,
-                next_address,
-            )?,
-            source_port: FieldIndex::build(
-                &source_ports,
-                &bit_of_rule,
-                words,
-                PORT_AXIS_BITS,
-                next_port,
-            )?,
+            source: FieldIndex::build(&sources, &bit_of_rule, words, next_address)?,
+            destination: FieldIndex::build(&destinations, &bit_of_rule, words, next_address)?,
+            source_port: FieldIndex::build(&source_ports, &bit_of_rule, words, next_port)?,
             destination_port: FieldIndex::build(
                 &destination_ports,
                 &bit_of_rule,
                 words,
-                PORT_AXIS_BITS,
                 next_port,
             )?,
         })

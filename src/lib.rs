@@ -7,6 +7,7 @@
 //! - [`compile`]: the estate as a machine — tag and ASG resolution, per-NIC
 //!   evaluation chains, the multi-field classifier, the naive reference
 //!   evaluator and the ruleset lints.
+//! - [`packet`]: zero-copy frame parsing into flow keys (no state).
 //! - [`classbench`]: ClassBench rule sets and traces driven through the same
 //!   classifier.
 //! - [`cli`]: argument parsing and printing for the `nsgd` binary.
@@ -14,4 +15,5 @@
 pub mod classbench;
 pub mod cli;
 pub mod compile;
+pub mod packet;
 pub mod policy;

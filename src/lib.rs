@@ -17,3 +17,4 @@ pub mod cli;
 pub mod compile;
 pub mod packet;
 pub mod policy;
+pub mod telemetry;

@@ -265,6 +265,8 @@ pub struct Program {
     resolver: TagResolver,
     tables: Vec<NsgTable>,
     chain_classifiers: Vec<ChainClassifier>,
+    /// First rule slot of each table (see [`Program::rule_slot`]).
+    rule_slot_base: Vec<u32>,
     endpoints: Vec<Endpoint>,
     subnets: Vec<SubnetInfo>,
     nic_v4: AHashMap<u32, u32>,
@@ -501,11 +503,18 @@ impl Program {
             endpoints: endpoints.len(),
             compile_time: started.elapsed(),
         };
+        let mut rule_slot_base = Vec::with_capacity(tables.len());
+        let mut next_slot = 0u32;
+        for table in &tables {
+            rule_slot_base.push(next_slot);
+            next_slot += table.rules.len() as u32;
+        }
         Ok(Program {
             policy: policy.clone(),
             resolver,
             tables,
             chain_classifiers,
+            rule_slot_base,
             endpoints,
             subnets,
             nic_v4,
@@ -627,6 +636,17 @@ impl Program {
             EndpointKind::Nic(nic) => self.policy.nics[nic].name.clone(),
             EndpointKind::Unnamed(subnet) => format!("{}/{}", self.subnets[subnet].path, address),
         }
+    }
+
+    /// A dense id for every (table, rule) pair, for per-rule counters:
+    /// `0..total_rule_slots()`.
+    #[inline]
+    pub fn rule_slot(&self, table: u32, rule: u32) -> usize {
+        self.rule_slot_base[table as usize] as usize + rule as usize
+    }
+
+    pub fn total_rule_slots(&self) -> usize {
+        self.tables.iter().map(|t| t.rules.len()).sum()
     }
 
     pub fn nsg_name(&self, nsg: u32) -> &str {

@@ -1,0 +1,540 @@
+//! The verdict for one packet: a connection-table hit decides; a miss runs the
+//! compiled chains (outbound chain of the source NIC, inbound chain of the
+//! destination NIC) and records the decision. The one room that knows both
+//! policy and packets. No threads, no clock (time is the caller's), no I/O,
+//! no allocation per packet.
+//!
+//! State is split into [`SHARDS`] fixed shards keyed by a symmetric hash of
+//! the address pair and protocol, so every packet of a connection — its
+//! fragments and the ICMP errors quoting it included — meets the same shard,
+//! and a replay gives the same result whatever the number of workers (a
+//! worker owns a subset of shards; each shard sees the same packets in the
+//! same order).
+
+use std::sync::Arc;
+
+use crate::compile::{Flow, Program};
+use crate::conntrack::{ConnectionTable, ConntrackConfig, FragmentKey, Side, StoredDecision};
+use crate::packet::{DropReason, FlowKey, IcmpInfo, PacketMeta, Parsed};
+use crate::policy::{Access, Direction};
+use crate::telemetry::flow_log::{nic_mac, FlowEvent, FlowState};
+
+/// Fixed number of connection-table shards (independent of worker count).
+pub const SHARDS: usize = 64;
+
+/// How the dataplane treats what the policy does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Drop a TCP packet without SYN that matches no connection, instead of
+    /// judging it as a new flow (Azure picks such flows up mid-stream).
+    pub strict_tcp: bool,
+    /// Re-check live flows against a newly loaded program (Azure's
+    /// `flushConnection`); by default allowed flows keep their decision.
+    pub reevaluate_on_reload: bool,
+    /// Let non-IP frames (ARP, LLDP, …) pass, as the platform's own traffic.
+    pub pass_non_ip: bool,
+    /// Connection-table capacity across all shards.
+    pub max_flows: usize,
+    pub conntrack: ConntrackConfig,
+    /// Collect NSG flow log events.
+    pub flow_log: bool,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            strict_tcp: false,
+            reevaluate_on_reload: false,
+            pass_non_ip: true,
+            max_flows: 1 << 20,
+            conntrack: ConntrackConfig::default(),
+            flow_log: false,
+        }
+    }
+}
+
+/// Why a packet passed or was dropped. `as_str` names are the `reason`
+/// values of `replay --verdicts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Part of a connection already allowed (either direction).
+    Established,
+    /// First packet of a flow the policy allows.
+    NewFlow,
+    /// An ICMP error quoting an allowed connection.
+    Related,
+    /// A non-first fragment following its allowed first fragment.
+    Fragment,
+    /// Non-IP frame (ARP, …) passed or dropped per configuration.
+    NonIp,
+    /// Denied by an NSG rule (new, or a cached denied flow).
+    Rule,
+    /// The frame could not be judged.
+    Invalid(DropReason),
+    /// A non-first fragment with no first fragment seen (or expired).
+    OrphanFragment,
+    /// A new flow found the connection table full with nothing evictable.
+    FlowTableFull,
+    /// `--strict-tcp`: a TCP packet without SYN that opens nothing.
+    StrictTcp,
+    /// An ICMP error quoting no allowed connection.
+    UnrelatedIcmpError,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Established => "established",
+            Reason::NewFlow => "new-flow",
+            Reason::Related => "related",
+            Reason::Fragment => "fragment",
+            Reason::NonIp => "non-ip",
+            Reason::Rule => "rule",
+            Reason::Invalid(reason) => reason.as_str(),
+            Reason::OrphanFragment => "orphan-fragment",
+            Reason::FlowTableFull => "flow-table-full",
+            Reason::StrictTcp => "strict-tcp",
+            Reason::UnrelatedIcmpError => "unrelated-icmp-error",
+        }
+    }
+
+    /// Dense index for counters: the fixed reasons, then one per drop reason.
+    pub fn index(self) -> usize {
+        match self {
+            Reason::Established => 0,
+            Reason::NewFlow => 1,
+            Reason::Related => 2,
+            Reason::Fragment => 3,
+            Reason::NonIp => 4,
+            Reason::Rule => 5,
+            Reason::OrphanFragment => 6,
+            Reason::FlowTableFull => 7,
+            Reason::StrictTcp => 8,
+            Reason::UnrelatedIcmpError => 9,
+            Reason::Invalid(reason) => FIXED_REASONS + reason.index(),
+        }
+    }
+
+    /// Every reason, in [`index`](Self::index) order.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        [
+            Reason::Established,
+            Reason::NewFlow,
+            Reason::Related,
+            Reason::Fragment,
+            Reason::NonIp,
+            Reason::Rule,
+            Reason::OrphanFragment,
+            Reason::FlowTableFull,
+            Reason::StrictTcp,
+            Reason::UnrelatedIcmpError,
+        ]
+        .into_iter()
+        .chain(DropReason::ALL.into_iter().map(Reason::Invalid))
+    }
+}
+
+const FIXED_REASONS: usize = 10;
+
+/// Number of distinct [`Reason::index`] values.
+pub const REASON_COUNT: usize = FIXED_REASONS + DropReason::ALL.len();
+
+/// The deciding rule of a packet's flow, as (table, rule) of the program.
+pub type RuleRef = (u32, u32);
+
+/// The decision on one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketVerdict {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// The rule that decided the packet's flow, where one did.
+    pub rule: Option<RuleRef>,
+}
+
+impl PacketVerdict {
+    fn pass(reason: Reason, rule: Option<RuleRef>) -> Self {
+        PacketVerdict { allowed: true, reason, rule }
+    }
+    fn drop(reason: Reason, rule: Option<RuleRef>) -> Self {
+        PacketVerdict { allowed: false, reason, rule }
+    }
+}
+
+/// Counters of one worker; summed across workers by the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: [u64; REASON_COUNT],
+    pub bytes: [u64; REASON_COUNT],
+    /// Flows (first packets) each rule slot decided, see `Program::rule_slot`.
+    pub rule_hits: Vec<u64>,
+    pub flows_created: u64,
+    pub reevaluated: u64,
+}
+
+impl Counters {
+    pub fn new(rule_slots: usize) -> Self {
+        Counters {
+            packets: [0; REASON_COUNT],
+            bytes: [0; REASON_COUNT],
+            rule_hits: vec![0; rule_slots],
+            flows_created: 0,
+            reevaluated: 0,
+        }
+    }
+
+    pub fn add(&mut self, other: &Counters) {
+        for i in 0..REASON_COUNT {
+            self.packets[i] += other.packets[i];
+            self.bytes[i] += other.bytes[i];
+        }
+        if self.rule_hits.len() < other.rule_hits.len() {
+            self.rule_hits.resize(other.rule_hits.len(), 0);
+        }
+        for (mine, theirs) in self.rule_hits.iter_mut().zip(&other.rule_hits) {
+            *mine += theirs;
+        }
+        self.flows_created += other.flows_created;
+        self.reevaluated += other.reevaluated;
+    }
+}
+
+/// The shard a parsed packet belongs to: a symmetric hash of the address
+/// pair and protocol (ports left out so that later fragments, which carry
+/// none, meet their first fragment). ICMP errors go where the flow they
+/// quote lives. Deterministic across runs and machines.
+pub fn shard_of(parsed: &Parsed) -> usize {
+    let Parsed::Ip(meta) = parsed else {
+        return 0;
+    };
+    let key = match meta.icmp {
+        IcmpInfo::Error { quoted } => quoted,
+        _ => meta.key,
+    };
+    let (low, high) = if key.source <= key.destination {
+        (key.source, key.destination)
+    } else {
+        (key.destination, key.source)
+    };
+    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(key.protocol);
+    for word in [low as u64, (low >> 64) as u64, high as u64, (high >> 64) as u64] {
+        hash = (hash ^ word).wrapping_mul(0x0000_0100_0000_01B3);
+        hash ^= hash >> 29;
+    }
+    (hash % SHARDS as u64) as usize
+}
+
+/// One shard's state.
+pub struct Shard {
+    table: ConnectionTable,
+}
+
+/// The per-worker dataplane: the shards it owns and the program in force.
+pub struct Dataplane {
+    program: Arc<Program>,
+    generation: u64,
+    config: DataplaneConfig,
+    shards: Vec<Option<Shard>>,
+    pub counters: Counters,
+    /// Flow-log events (when enabled), drained by the caller.
+    pub flow_events: Vec<FlowEvent>,
+}
+
+fn to_flow(key: &FlowKey) -> Option<Flow> {
+    Flow::new(
+        key.protocol,
+        key.source_ip(),
+        key.source_port,
+        key.destination_ip(),
+        key.destination_port,
+    )
+    .ok()
+}
+
+impl Dataplane {
+    /// A dataplane owning the shards for which `owns(shard)` holds.
+    pub fn new(program: Arc<Program>, generation: u64, config: DataplaneConfig, owns: impl Fn(usize) -> bool) -> Self {
+        let per_shard = ConntrackConfig {
+            max_flows: config.max_flows.div_ceil(SHARDS),
+            max_fragments: config.conntrack.max_fragments.div_ceil(SHARDS).max(16),
+            ..config.conntrack
+        };
+        let shards = (0..SHARDS)
+            .map(|s| {
+                owns(s).then(|| Shard {
+                    table: ConnectionTable::new(per_shard),
+                })
+            })
+            .collect();
+        let counters = Counters::new(program.total_rule_slots());
+        Dataplane {
+            program,
+            generation,
+            config,
+            shards,
+            counters,
+            flow_events: Vec::new(),
+        }
+    }
+
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// Swaps in a new program. Live flows keep their decision unless the
+    /// configuration asks to re-evaluate them (done lazily, on their next
+    /// packet, by comparing generations).
+    pub fn reload(&mut self, program: Arc<Program>, generation: u64) {
+        self.counters.rule_hits.resize(program.total_rule_slots().max(self.counters.rule_hits.len()), 0);
+        self.program = program;
+        self.generation = generation;
+    }
+
+    /// Decides one packet of shard `shard` (see [`shard_of`]) at time `now`
+    /// (nanoseconds); `wire_bytes` is what the counters add.
+    pub fn decide(&mut self, shard: usize, parsed: &Parsed, wire_bytes: u32, now: u64) -> PacketVerdict {
+        let verdict = match parsed {
+            Parsed::Drop(reason) => PacketVerdict::drop(Reason::Invalid(*reason), None),
+            Parsed::NonIp { .. } => PacketVerdict {
+                allowed: self.config.pass_non_ip,
+                reason: Reason::NonIp,
+                rule: None,
+            },
+            Parsed::Ip(meta) => self.decide_ip(shard, meta, wire_bytes, now),
+        };
+        let index = verdict.reason.index();
+        self.counters.packets[index] += 1;
+        self.counters.bytes[index] += u64::from(wire_bytes);
+        verdict
+    }
+
+    fn shard(&mut self, shard: usize) -> &mut Shard {
+        self.shards[shard % SHARDS]
+            .get_or_insert_with(|| Shard {
+                table: ConnectionTable::new(ConntrackConfig::default()),
+            })
+    }
+
+    fn decide_ip(&mut self, shard: usize, meta: &PacketMeta, wire_bytes: u32, now: u64) -> PacketVerdict {
+        let flow_log = self.config.flow_log;
+        // Expire a little per packet so idle entries leave on time.
+        {
+            let program = Arc::clone(&self.program);
+            let events = &mut self.flow_events;
+            let table = &mut self.shard(shard).table;
+            table.expire_at_most(now, 8, |entry| {
+                if flow_log {
+                    push_flow_event(&program, events, entry_event(entry), FlowState::End, entry_deadline(entry));
+                }
+            });
+        }
+
+        if let Some(fragment) = meta.fragment {
+            if !fragment.is_first() {
+                let key = FragmentKey::of(&meta.key, fragment.id);
+                let table = &mut self.shard(shard).table;
+                return match table.follow_fragment(&key, now) {
+                    Some(follow) if follow.allowed => PacketVerdict::pass(Reason::Fragment, None),
+                    Some(_) => PacketVerdict::drop(Reason::Rule, None),
+                    None => PacketVerdict::drop(Reason::OrphanFragment, None),
+                };
+            }
+        }
+
+        if let IcmpInfo::Error { quoted } = meta.icmp {
+            let table = &mut self.shard(shard).table;
+            return match table.lookup(&quoted, now) {
+                Some((id, _)) if table.entry(id).decision.allowed => PacketVerdict::pass(Reason::Related, None),
+                _ => PacketVerdict::drop(Reason::UnrelatedIcmpError, None),
+            };
+        }
+
+        let generation = self.generation;
+        let reevaluate = self.config.reevaluate_on_reload;
+        let hit = self.shard(shard).table.lookup(&meta.key, now);
+        let verdict = if let Some((id, side)) = hit {
+            let stale = {
+                let entry = self.shard(shard).table.entry(id);
+                reevaluate && entry.decision.generation != generation
+            };
+            if stale {
+                let original = self.shard(shard).table.entry(id).key;
+                let decision = self.classify(&original);
+                self.counters.reevaluated += 1;
+                self.shard(shard).table.set_decision(id, decision, now);
+            }
+            let table = &mut self.shard(shard).table;
+            table.update(id, side, meta.tcp_flags, wire_bytes, now);
+            let decision = table.entry(id).decision;
+            let rule = Some((decision.table, decision.rule)).filter(|_| decision.table != u32::MAX);
+            if decision.allowed {
+                PacketVerdict::pass(Reason::Established, rule)
+            } else {
+                PacketVerdict::drop(Reason::Rule, rule)
+            }
+        } else if meta.key.protocol == 6 && self.config.strict_tcp && !crate::conntrack::tcp_can_open(meta.tcp_flags) {
+            PacketVerdict::drop(Reason::StrictTcp, None)
+        } else {
+            let decision = self.classify(&meta.key);
+            let rule = Some((decision.table, decision.rule)).filter(|_| decision.table != u32::MAX);
+            let inserted = {
+                let program = Arc::clone(&self.program);
+                let events = &mut self.flow_events;
+                self.shards[shard % SHARDS]
+                    .get_or_insert_with(|| Shard {
+                        table: ConnectionTable::new(ConntrackConfig::default()),
+                    })
+                    .table
+                    .insert_with(&meta.key, decision, meta.tcp_flags, wire_bytes, now, |entry, _| {
+                        if flow_log {
+                            push_flow_event(&program, events, entry_event(entry), FlowState::End, now);
+                        }
+                    })
+            };
+            match inserted {
+                Ok(_) => {
+                    self.counters.flows_created += 1;
+                    if let Some((table, rule)) = rule {
+                        let slot = self.program.rule_slot(table, rule);
+                        if let Some(hits) = self.counters.rule_hits.get_mut(slot) {
+                            *hits += 1;
+                        }
+                    }
+                    if flow_log {
+                        let event = EntrySnapshot {
+                            key: meta.key,
+                            decision,
+                            packets: [0, 0],
+                            bytes: [0, 0],
+                        };
+                        push_flow_event(&self.program, &mut self.flow_events, event, FlowState::Begin, now);
+                    }
+                    if decision.allowed {
+                        PacketVerdict::pass(Reason::NewFlow, rule)
+                    } else {
+                        PacketVerdict::drop(Reason::Rule, rule)
+                    }
+                }
+                // Fail closed: no room to track it, so nothing passes.
+                Err(_) => PacketVerdict::drop(Reason::FlowTableFull, rule),
+            }
+        };
+
+        if let Some(fragment) = meta.fragment {
+            if fragment.is_first() {
+                let key = FragmentKey::of(&meta.key, fragment.id);
+                self.shard(shard).table.note_first_fragment(key, &meta.key, verdict.allowed, now);
+            }
+        }
+        verdict
+    }
+
+    /// Runs the compiled chains for a flow's first packet.
+    fn classify(&self, key: &FlowKey) -> StoredDecision {
+        let Some(flow) = to_flow(key) else {
+            return StoredDecision {
+                generation: self.generation,
+                nsg: u32::MAX,
+                rule: u32::MAX,
+                table: u32::MAX,
+                allowed: false,
+            };
+        };
+        let verdict = self.program.evaluate(&flow);
+        let (nsg, table, rule) = verdict
+            .deciding()
+            .map_or((u32::MAX, u32::MAX, u32::MAX), |e| (e.nsg, e.table, e.rule));
+        StoredDecision {
+            generation: self.generation,
+            nsg,
+            rule,
+            table,
+            allowed: verdict.decision == Access::Allow,
+        }
+    }
+
+    /// Ends the replay: every live flow gets a final flow-log tuple (`C`,
+    /// since it has not ended).
+    pub fn finish(&mut self, now: u64) {
+        if !self.config.flow_log {
+            return;
+        }
+        let program = Arc::clone(&self.program);
+        for shard in self.shards.iter().flatten() {
+            for entry in shard.table.iter() {
+                push_flow_event(&program, &mut self.flow_events, entry_event(entry), FlowState::Continuing, now);
+            }
+        }
+    }
+
+    /// Connection-table statistics summed over this worker's shards.
+    pub fn conntrack_stats(&self) -> crate::conntrack::ConntrackStats {
+        let mut total = crate::conntrack::ConntrackStats::default();
+        for shard in self.shards.iter().flatten() {
+            total.add(&shard.table.stats());
+        }
+        total
+    }
+
+    /// Live entries across this worker's shards.
+    pub fn live_flows(&self) -> usize {
+        self.shards.iter().flatten().map(|s| s.table.len()).sum()
+    }
+}
+
+/// The parts of an entry a flow-log event needs.
+#[derive(Debug, Clone, Copy)]
+struct EntrySnapshot {
+    key: FlowKey,
+    decision: StoredDecision,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+}
+
+fn entry_event(entry: &crate::conntrack::FlowEntry) -> EntrySnapshot {
+    EntrySnapshot {
+        key: entry.key,
+        decision: entry.decision,
+        packets: [u64::from(entry.packets[0]), u64::from(entry.packets[1])],
+        bytes: entry.bytes,
+    }
+}
+
+fn entry_deadline(entry: &crate::conntrack::FlowEntry) -> u64 {
+    entry.last_seen
+}
+
+fn push_flow_event(program: &Program, events: &mut Vec<FlowEvent>, entry: EntrySnapshot, state: FlowState, now: u64) {
+    let decision = entry.decision;
+    if decision.table == u32::MAX {
+        return;
+    }
+    let table = &program.tables()[decision.table as usize];
+    let rule = &table.rules[decision.rule as usize];
+    let prefix = if rule.is_default { "DefaultRule_" } else { "UserRule_" };
+    let inbound = table.direction == Direction::Inbound;
+    // The NIC whose NSG logs: the destination's for inbound, else the source's.
+    let address = if inbound { entry.key.destination_ip() } else { entry.key.source_ip() };
+    let nic = program
+        .endpoint_of(address)
+        .map(|e| program.endpoint_name(e, address))
+        .unwrap_or_default();
+    events.push(FlowEvent {
+        time_ns: now,
+        nsg: program.nsg_name(table.nsg as u32).to_string(),
+        rule: format!("{prefix}{}", rule.name),
+        mac: nic_mac(&nic),
+        source: entry.key.source_ip(),
+        destination: entry.key.destination_ip(),
+        source_port: entry.key.source_port,
+        destination_port: entry.key.destination_port,
+        protocol: entry.key.protocol,
+        inbound,
+        allowed: decision.allowed,
+        state,
+        packets_forward: entry.packets[0],
+        bytes_forward: entry.bytes[0],
+        packets_reverse: entry.packets[1],
+        bytes_reverse: entry.bytes[1],
+    });
+}
+

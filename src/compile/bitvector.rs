@@ -57,8 +57,8 @@ struct FieldIndex<T> {
     offsets: Vec<u32>,
     bits: Vec<u64>,
     /// Every `BLOCK`-th start: a two-level search (summary, then one block
-    /// of one or two cache lines) replaces a binary search's chain of
-    /// dependent loads.
+    /// of one or two cache lines) touches fewer cache lines than a binary
+    /// search over all starts.
     summary: Vec<T>,
     /// Number of real starts; `starts` is padded to whole blocks.
     len: usize,
@@ -66,10 +66,6 @@ struct FieldIndex<T> {
 
 /// Starts per block: one cache line of IPv4 addresses or ports.
 const BLOCK: usize = 16;
-
-/// Up to this many summary entries are counted with a vectorisable scan;
-/// longer summaries (very large NSGs) are binary-searched.
-const LINEAR_SUMMARY: usize = 64;
 
 impl<T: AddressKey> FieldIndex<T> {
     /// `sets[r]` is rule r's set (sorted, disjoint, non-adjacent ranges);
@@ -149,17 +145,10 @@ impl<T: AddressKey> FieldIndex<T> {
     fn vector(&self, value: T, words: usize) -> &[u64] {
         // Number of starts <= value, minus one, is the interval. starts[0]
         // is the axis minimum, so that number is at least one.
-        let blocks_below = if self.summary.len() <= LINEAR_SUMMARY {
-            self.summary
-                .iter()
-                .map(|&s| usize::from(s <= value))
-                .sum::<usize>()
-        } else {
-            self.summary.partition_point(|&s| s <= value)
-        };
+        let blocks_below = self.summary.partition_point(|&s| s <= value);
         let base = blocks_below.saturating_sub(1) * BLOCK;
         let block = &self.starts[base..base + BLOCK];
-        let within: usize = block.iter().map(|&s| usize::from(s <= value)).sum();
+        let within = block.partition_point(|&s| s <= value);
         let interval = (base + within).min(self.len).saturating_sub(1);
         let offset = self.offsets[interval] as usize;
         &self.bits[offset..offset + words]

@@ -46,7 +46,7 @@ pub struct BuildConfig {
 impl Default for BuildConfig {
     fn default() -> Self {
         BuildConfig {
-            leaf_size: 8,
+            leaf_size: 16,
             max_fanout: FANOUT,
             max_cut_replication: 3.0,
             budget_per_rule: 24,
@@ -211,7 +211,7 @@ fn estimate_cost<A: AddressKey>(trees: &[Tree<A>], keys: &[PacketKey<A>]) -> u64
             }
             let (nodes, rules, b) = t.cost(k, &fields, best);
             best = b;
-            cost += 12 + 6 * u64::from(nodes) + 3 * u64::from(rules);
+            cost += 16 + 12 * u64::from(nodes) + 3 * u64::from(rules);
         }
     }
     cost

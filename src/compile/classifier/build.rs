@@ -242,15 +242,31 @@ pub(crate) fn build_trees<A: AddressKey>(
     }
     candidates.sort();
     candidates.dedup();
-    let mut memo: std::collections::HashMap<Vec<u32>, Tree<A>> = std::collections::HashMap::new();
-    let mut build_set = |groups: &[Vec<u32>]| -> Vec<Tree<A>> {
+    // Leaf sizes to try: small sets are cheap to build several times, and
+    // the best leaf size depends on how the rules overlap.
+    let base_leaf = cfg.leaf_size.max(1);
+    let mut leaf_sizes = vec![base_leaf];
+    if n <= cfg.single_tree_max {
+        leaf_sizes.push((base_leaf / 2).max(1));
+    }
+    if n <= 256 {
+        leaf_sizes.push((base_leaf / 4).max(1));
+    }
+    leaf_sizes.dedup();
+    let mut memo: std::collections::HashMap<(usize, Vec<u32>), Tree<A>> =
+        std::collections::HashMap::new();
+    let mut build_set = |groups: &[Vec<u32>], leaf_size: usize| -> Vec<Tree<A>> {
         let mut trees: Vec<Tree<A>> = groups
             .iter()
             .map(|g| {
-                memo.entry(g.clone())
+                memo.entry((leaf_size, g.clone()))
                     .or_insert_with(|| {
                         let sub: Vec<BRule> = g.iter().map(|&i| rules[i as usize]).collect();
-                        build_tree::<A>(&sub, cfg)
+                        let cfg = BuildConfig {
+                            leaf_size,
+                            ..cfg.clone()
+                        };
+                        build_tree::<A>(&sub, &cfg)
                     })
                     .clone()
             })
@@ -258,16 +274,18 @@ pub(crate) fn build_trees<A: AddressKey>(
         trees.sort_by_key(|t| t.min_id);
         trees
     };
-    let trees = if candidates.len() == 1 {
-        build_set(&candidates[0])
+    let trees = if candidates.len() == 1 && leaf_sizes.len() == 1 {
+        build_set(&candidates[0], base_leaf)
     } else {
         let keys = sample_keys::<A>(&rules, 2048);
         let mut best: Option<(u64, Vec<Tree<A>>)> = None;
         for c in &candidates {
-            let trees = build_set(c);
-            let cost = estimate_cost(&trees, &keys);
-            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
-                best = Some((cost, trees));
+            for &leaf in &leaf_sizes {
+                let trees = build_set(c, leaf);
+                let cost = estimate_cost(&trees, &keys);
+                if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                    best = Some((cost, trees));
+                }
             }
         }
         best.map(|(_, t)| t).unwrap_or_default()

@@ -30,12 +30,18 @@ pub struct BuildConfig {
     pub max_cut_replication: f64,
     /// Total leaf rule copies allowed per input rule (plus a constant).
     pub budget_per_rule: usize,
+    /// Cut-evaluation work allowed per rule (rules examined, summed over
+    /// nodes) before the remaining nodes become leaves.
+    pub work_per_rule: usize,
     /// Deepest tree level.
     pub max_depth: usize,
     /// Whether to split rules into subsets by specific fields.
     pub partition: bool,
     /// Subsets smaller than this fraction of the rules are merged.
     pub min_subset_fraction: f64,
+    /// Time after which no further partitioning / leaf-size candidates are
+    /// built (the best one so far is kept).
+    pub search_seconds: f64,
     /// Rule sets up to this size also try a single unpartitioned tree.
     pub single_tree_max: usize,
     /// An address range is *small* when it is no wider than a prefix of this
@@ -49,12 +55,14 @@ impl Default for BuildConfig {
             leaf_size: 16,
             max_fanout: FANOUT,
             max_cut_replication: 3.0,
-            budget_per_rule: 24,
+            budget_per_rule: 16,
             max_depth: 48,
+            work_per_rule: 48,
             partition: true,
             min_subset_fraction: 0.05,
             small_prefix: 16,
             single_tree_max: 20_000,
+            search_seconds: 0.6,
         }
     }
 }
@@ -237,11 +245,16 @@ pub(crate) fn build_trees<A: AddressKey>(
             candidates.push(partition::<A>(&rules, cfg, frac, merge_sd));
         }
     }
+    let first = candidates.first().cloned().unwrap_or_default();
     if candidates.is_empty() || n <= cfg.single_tree_max {
         candidates.push(vec![(0..n as u32).collect()]);
     }
     candidates.sort();
     candidates.dedup();
+    // The default partitioning first: it is kept if time runs out.
+    if let Some(pos) = candidates.iter().position(|c| *c == first) {
+        candidates.swap(0, pos);
+    }
     // Leaf sizes to try: small sets are cheap to build several times, and
     // the best leaf size depends on how the rules overlap.
     let base_leaf = cfg.leaf_size.max(1);
@@ -278,9 +291,14 @@ pub(crate) fn build_trees<A: AddressKey>(
         build_set(&candidates[0], base_leaf)
     } else {
         let keys = sample_keys::<A>(&rules, 2048);
+        let start = std::time::Instant::now();
         let mut best: Option<(u64, Vec<Tree<A>>)> = None;
-        for c in &candidates {
+        'search: for c in &candidates {
             for &leaf in &leaf_sizes {
+                // Bound the build time on hard rule sets: keep the best so far.
+                if best.is_some() && start.elapsed().as_secs_f64() > cfg.search_seconds {
+                    break 'search;
+                }
                 let trees = build_set(c, leaf);
                 let cost = estimate_cost(&trees, &keys);
                 if best.as_ref().is_none_or(|(b, _)| cost < *b) {
@@ -292,6 +310,9 @@ pub(crate) fn build_trees<A: AddressKey>(
     };
     trees
 }
+
+/// Nodes with more rules than this evaluate cuts on a sample of this size.
+const CUT_SAMPLE: usize = 2048;
 
 struct Cut {
     field: usize,
@@ -411,6 +432,12 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
     let leaf_size = cfg.leaf_size.max(1);
     let mut committed = n;
     let mut scratch = Vec::new();
+    let mut sample: Vec<u32> = Vec::new();
+    // Rules examined by cut evaluations so far, and the cap after which the
+    // remaining nodes become leaves (bounds the build on adversarial sets;
+    // ClassBench trees use well under a tenth of it).
+    let mut work = 0usize;
+    let max_work = cfg.work_per_rule.saturating_mul(n).saturating_add(1 << 17);
     // (node slot, rule indices sorted by id, region, depth)
     let mut stack: Vec<(usize, Vec<u32>, Region, usize)> =
         vec![(0, (0..n as u32).collect(), full_region::<A>(), 0)];
@@ -424,11 +451,20 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
         }
         committed -= before - list.len();
         let mut cut: Option<Cut> = None;
-        if list.len() > leaf_size && depth < cfg.max_depth {
+        // Large nodes choose their cut on an evenly spread sample of their
+        // rules: the choice barely changes and the build stays near-linear.
+        sample.clear();
+        if list.len() > CUT_SAMPLE {
+            let step = list.len().div_ceil(CUT_SAMPLE);
+            sample.extend(list.iter().step_by(step));
+        }
+        let ev: &[u32] = if sample.is_empty() { &list } else { &sample };
+        work += ev.len();
+        if list.len() > leaf_size && depth < cfg.max_depth && work <= max_work {
             for (f, &freg) in reg.iter().enumerate() {
                 if let Some(c) = eval_field(
                     rules,
-                    &list,
+                    ev,
                     freg,
                     f,
                     max_k,
@@ -437,10 +473,10 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 ) {
                     let kk = c.points.len() + 1;
                     // No progress: every child keeps every rule.
-                    if c.sum >= kk * list.len() {
+                    if c.sum >= kk * ev.len() {
                         continue;
                     }
-                    let n = list.len() as f64;
+                    let n = ev.len() as f64;
                     let ok = |c: &Cut| c.sum as f64 <= cfg.max_cut_replication * n;
                     let better = match &cut {
                         None => true,
@@ -458,7 +494,8 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
             }
         }
         let cut = cut.filter(|c| {
-            committed - list.len() + c.sum <= budget && tree.nodes.len() + FANOUT < MAX_NODES
+            let est = c.sum * list.len() / ev.len().max(1);
+            committed - list.len() + est <= budget && tree.nodes.len() + FANOUT < MAX_NODES
         });
         let Some(cut) = cut else {
             tree.nodes[slot] = Node::leaf(slot, tree.rules.len(), list.len());
@@ -466,7 +503,6 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 .extend(list.iter().map(|&i| leaf_rule::<A>(&rules[i as usize])));
             continue;
         };
-        committed = committed - list.len() + cut.sum;
         let f = cut.field;
         let kk = cut.points.len() + 1;
         let mut children: Vec<Vec<u32>> = vec![Vec::new(); kk];
@@ -478,6 +514,7 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 c.push(i);
             }
         }
+        committed = committed - list.len() + children.iter().map(Vec::len).sum::<usize>();
         let first_child = tree.nodes.len();
         tree.nodes.resize(first_child + kk, Node::leaf(0, 0, 0));
         tree.nodes[slot] = Node::inner(f, first_child, &cut.points);

@@ -268,7 +268,16 @@ pub(crate) fn build_trees<A: AddressKey>(
     leaf_sizes.dedup();
     let mut memo: std::collections::HashMap<(usize, Vec<u32>), Tree<A>> =
         std::collections::HashMap::new();
+    let build_start = std::time::Instant::now();
     let mut build_set = |groups: &[Vec<u32>], leaf_size: usize| -> Vec<Tree<A>> {
+        // Past the deadline a tree stops cutting (its remaining nodes become
+        // leaves): the first candidate gets the whole allowance.
+        let deadline = build_start
+            + std::time::Duration::from_secs_f64(if memo.is_empty() {
+                cfg.search_seconds * 2.5
+            } else {
+                cfg.search_seconds * 1.5
+            });
         let mut trees: Vec<Tree<A>> = groups
             .iter()
             .map(|g| {
@@ -279,7 +288,7 @@ pub(crate) fn build_trees<A: AddressKey>(
                             leaf_size,
                             ..cfg.clone()
                         };
-                        build_tree::<A>(&sub, &cfg)
+                        build_tree::<A>(&sub, &cfg, deadline)
                     })
                     .clone()
             })
@@ -420,7 +429,11 @@ fn eval_field(
     }
 }
 
-fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
+fn build_tree<A: AddressKey>(
+    rules: &[BRule],
+    cfg: &BuildConfig,
+    deadline: std::time::Instant,
+) -> Tree<A> {
     let mut tree = Tree::<A>::empty();
     let Some(first) = rules.first() else {
         return tree;
@@ -460,6 +473,10 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
         }
         let ev: &[u32] = if sample.is_empty() { &list } else { &sample };
         work += ev.len();
+        // The clock is read once per 64k rules examined.
+        if work >> 16 != (work - ev.len()) >> 16 && std::time::Instant::now() > deadline {
+            work = max_work.saturating_add(1);
+        }
         if list.len() > leaf_size && depth < cfg.max_depth && work <= max_work {
             for (f, &freg) in reg.iter().enumerate() {
                 if let Some(c) = eval_field(

@@ -296,10 +296,10 @@ pub(crate) fn build_trees<A: AddressKey>(
         trees.sort_by_key(|t| t.min_id);
         trees
     };
-    let trees = if candidates.len() == 1 && leaf_sizes.len() == 1 {
+    let keys = sample_keys::<A>(&rules, 2048);
+    let mut trees = if candidates.len() == 1 && leaf_sizes.len() == 1 {
         build_set(&candidates[0], base_leaf)
     } else {
-        let keys = sample_keys::<A>(&rules, 2048);
         let start = std::time::Instant::now();
         let mut best: Option<(u64, Vec<Tree<A>>)> = None;
         'search: for c in &candidates {
@@ -317,7 +317,46 @@ pub(crate) fn build_trees<A: AddressKey>(
         }
         best.map(|(_, t)| t).unwrap_or_default()
     };
+    set_lockstep_steps(&mut trees, &keys);
     trees
+}
+
+/// Lock-step walk length of each tree: the depth that the given share of the
+/// sampled lookups reaching the tree stop at or above (the deeper rest finish
+/// with a per-key loop; the shallower ones idle on their leaf).
+fn set_lockstep_steps<A: AddressKey>(trees: &mut [Tree<A>], keys: &[PacketKey<A>]) {
+    let mut hist: Vec<Vec<usize>> = vec![Vec::new(); trees.len()];
+    for k in keys {
+        let fields = key_fields(k);
+        let mut best = NO_MATCH;
+        for (t, h) in trees.iter().zip(hist.iter_mut()) {
+            if t.min_id >= best {
+                break;
+            }
+            let (nodes, _, b) = t.cost(k, &fields, best);
+            best = b;
+            let d = nodes as usize - 1;
+            if h.len() <= d {
+                h.resize(d + 1, 0);
+            }
+            h[d] += 1;
+        }
+    }
+    const PCT: usize = 75;
+    for (t, h) in trees.iter_mut().zip(&hist) {
+        let total: usize = h.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let mut acc = 0;
+        for (d, &c) in h.iter().enumerate() {
+            acc += c;
+            if acc * 100 >= total * PCT {
+                t.steps = d as u32;
+                break;
+            }
+        }
+    }
 }
 
 /// Nodes with more rules than this evaluate cuts on a sample of this size.

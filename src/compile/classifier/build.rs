@@ -30,12 +30,18 @@ pub struct BuildConfig {
     pub max_cut_replication: f64,
     /// Total leaf rule copies allowed per input rule (plus a constant).
     pub budget_per_rule: usize,
+    /// Cut-evaluation work allowed per rule (rules examined, summed over
+    /// nodes) before the remaining nodes become leaves.
+    pub work_per_rule: usize,
     /// Deepest tree level.
     pub max_depth: usize,
     /// Whether to split rules into subsets by specific fields.
     pub partition: bool,
     /// Subsets smaller than this fraction of the rules are merged.
     pub min_subset_fraction: f64,
+    /// Time after which no further partitioning / leaf-size candidates are
+    /// built (the best one so far is kept).
+    pub search_seconds: f64,
     /// Rule sets up to this size also try a single unpartitioned tree.
     pub single_tree_max: usize,
     /// An address range is *small* when it is no wider than a prefix of this
@@ -46,15 +52,17 @@ pub struct BuildConfig {
 impl Default for BuildConfig {
     fn default() -> Self {
         BuildConfig {
-            leaf_size: 8,
+            leaf_size: 16,
             max_fanout: FANOUT,
             max_cut_replication: 3.0,
-            budget_per_rule: 24,
+            budget_per_rule: 16,
             max_depth: 48,
+            work_per_rule: 48,
             partition: true,
             min_subset_fraction: 0.05,
             small_prefix: 16,
             single_tree_max: 20_000,
+            search_seconds: 0.6,
         }
     }
 }
@@ -211,7 +219,7 @@ fn estimate_cost<A: AddressKey>(trees: &[Tree<A>], keys: &[PacketKey<A>]) -> u64
             }
             let (nodes, rules, b) = t.cost(k, &fields, best);
             best = b;
-            cost += 12 + 6 * u64::from(nodes) + 3 * u64::from(rules);
+            cost += 16 + 12 * u64::from(nodes) + 3 * u64::from(rules);
         }
     }
     cost
@@ -237,20 +245,50 @@ pub(crate) fn build_trees<A: AddressKey>(
             candidates.push(partition::<A>(&rules, cfg, frac, merge_sd));
         }
     }
+    let first = candidates.first().cloned().unwrap_or_default();
     if candidates.is_empty() || n <= cfg.single_tree_max {
         candidates.push(vec![(0..n as u32).collect()]);
     }
     candidates.sort();
     candidates.dedup();
-    let mut memo: std::collections::HashMap<Vec<u32>, Tree<A>> = std::collections::HashMap::new();
-    let mut build_set = |groups: &[Vec<u32>]| -> Vec<Tree<A>> {
+    // The default partitioning first: it is kept if time runs out.
+    if let Some(pos) = candidates.iter().position(|c| *c == first) {
+        candidates.swap(0, pos);
+    }
+    // Leaf sizes to try: small sets are cheap to build several times, and
+    // the best leaf size depends on how the rules overlap.
+    let base_leaf = cfg.leaf_size.max(1);
+    let mut leaf_sizes = vec![base_leaf];
+    if n <= cfg.single_tree_max {
+        leaf_sizes.push((base_leaf / 2).max(1));
+    }
+    if n <= 256 {
+        leaf_sizes.push((base_leaf / 4).max(1));
+    }
+    leaf_sizes.dedup();
+    let mut memo: std::collections::HashMap<(usize, Vec<u32>), Tree<A>> =
+        std::collections::HashMap::new();
+    let build_start = std::time::Instant::now();
+    let mut build_set = |groups: &[Vec<u32>], leaf_size: usize| -> Vec<Tree<A>> {
+        // Past the deadline a tree stops cutting (its remaining nodes become
+        // leaves): the first candidate gets the whole allowance.
+        let deadline = build_start
+            + std::time::Duration::from_secs_f64(if memo.is_empty() {
+                cfg.search_seconds * 2.5
+            } else {
+                cfg.search_seconds * 1.5
+            });
         let mut trees: Vec<Tree<A>> = groups
             .iter()
             .map(|g| {
-                memo.entry(g.clone())
+                memo.entry((leaf_size, g.clone()))
                     .or_insert_with(|| {
                         let sub: Vec<BRule> = g.iter().map(|&i| rules[i as usize]).collect();
-                        build_tree::<A>(&sub, cfg)
+                        let cfg = BuildConfig {
+                            leaf_size,
+                            ..cfg.clone()
+                        };
+                        build_tree::<A>(&sub, &cfg, deadline)
                     })
                     .clone()
             })
@@ -258,22 +296,71 @@ pub(crate) fn build_trees<A: AddressKey>(
         trees.sort_by_key(|t| t.min_id);
         trees
     };
-    let trees = if candidates.len() == 1 {
-        build_set(&candidates[0])
+    let keys = sample_keys::<A>(&rules, 2048);
+    let mut trees = if candidates.len() == 1 && leaf_sizes.len() == 1 {
+        build_set(&candidates[0], base_leaf)
     } else {
-        let keys = sample_keys::<A>(&rules, 2048);
+        let start = std::time::Instant::now();
         let mut best: Option<(u64, Vec<Tree<A>>)> = None;
-        for c in &candidates {
-            let trees = build_set(c);
-            let cost = estimate_cost(&trees, &keys);
-            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
-                best = Some((cost, trees));
+        'search: for c in &candidates {
+            for &leaf in &leaf_sizes {
+                // Bound the build time on hard rule sets: keep the best so far.
+                if best.is_some() && start.elapsed().as_secs_f64() > cfg.search_seconds {
+                    break 'search;
+                }
+                let trees = build_set(c, leaf);
+                let cost = estimate_cost(&trees, &keys);
+                if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                    best = Some((cost, trees));
+                }
             }
         }
         best.map(|(_, t)| t).unwrap_or_default()
     };
+    set_lockstep_steps(&mut trees, &keys);
     trees
 }
+
+/// Lock-step walk length of each tree: the depth that the given share of the
+/// sampled lookups reaching the tree stop at or above (the deeper rest finish
+/// with a per-key loop; the shallower ones idle on their leaf).
+fn set_lockstep_steps<A: AddressKey>(trees: &mut [Tree<A>], keys: &[PacketKey<A>]) {
+    let mut hist: Vec<Vec<usize>> = vec![Vec::new(); trees.len()];
+    for k in keys {
+        let fields = key_fields(k);
+        let mut best = NO_MATCH;
+        for (t, h) in trees.iter().zip(hist.iter_mut()) {
+            if t.min_id >= best {
+                break;
+            }
+            let (nodes, _, b) = t.cost(k, &fields, best);
+            best = b;
+            let d = nodes as usize - 1;
+            if h.len() <= d {
+                h.resize(d + 1, 0);
+            }
+            h[d] += 1;
+        }
+    }
+    const PCT: usize = 75;
+    for (t, h) in trees.iter_mut().zip(&hist) {
+        let total: usize = h.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let mut acc = 0;
+        for (d, &c) in h.iter().enumerate() {
+            acc += c;
+            if acc * 100 >= total * PCT {
+                t.steps = d as u32;
+                break;
+            }
+        }
+    }
+}
+
+/// Nodes with more rules than this evaluate cuts on a sample of this size.
+const CUT_SAMPLE: usize = 2048;
 
 struct Cut {
     field: usize,
@@ -381,7 +468,11 @@ fn eval_field(
     }
 }
 
-fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
+fn build_tree<A: AddressKey>(
+    rules: &[BRule],
+    cfg: &BuildConfig,
+    deadline: std::time::Instant,
+) -> Tree<A> {
     let mut tree = Tree::<A>::empty();
     let Some(first) = rules.first() else {
         return tree;
@@ -393,6 +484,12 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
     let leaf_size = cfg.leaf_size.max(1);
     let mut committed = n;
     let mut scratch = Vec::new();
+    let mut sample: Vec<u32> = Vec::new();
+    // Rules examined by cut evaluations so far, and the cap after which the
+    // remaining nodes become leaves (bounds the build on adversarial sets;
+    // ClassBench trees use well under a tenth of it).
+    let mut work = 0usize;
+    let max_work = cfg.work_per_rule.saturating_mul(n).saturating_add(1 << 17);
     // (node slot, rule indices sorted by id, region, depth)
     let mut stack: Vec<(usize, Vec<u32>, Region, usize)> =
         vec![(0, (0..n as u32).collect(), full_region::<A>(), 0)];
@@ -406,11 +503,24 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
         }
         committed -= before - list.len();
         let mut cut: Option<Cut> = None;
-        if list.len() > leaf_size && depth < cfg.max_depth {
+        // Large nodes choose their cut on an evenly spread sample of their
+        // rules: the choice barely changes and the build stays near-linear.
+        sample.clear();
+        if list.len() > CUT_SAMPLE {
+            let step = list.len().div_ceil(CUT_SAMPLE);
+            sample.extend(list.iter().step_by(step));
+        }
+        let ev: &[u32] = if sample.is_empty() { &list } else { &sample };
+        work += ev.len();
+        // The clock is read once per 64k rules examined.
+        if work >> 16 != (work - ev.len()) >> 16 && std::time::Instant::now() > deadline {
+            work = max_work.saturating_add(1);
+        }
+        if list.len() > leaf_size && depth < cfg.max_depth && work <= max_work {
             for (f, &freg) in reg.iter().enumerate() {
                 if let Some(c) = eval_field(
                     rules,
-                    &list,
+                    ev,
                     freg,
                     f,
                     max_k,
@@ -419,10 +529,10 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 ) {
                     let kk = c.points.len() + 1;
                     // No progress: every child keeps every rule.
-                    if c.sum >= kk * list.len() {
+                    if c.sum >= kk * ev.len() {
                         continue;
                     }
-                    let n = list.len() as f64;
+                    let n = ev.len() as f64;
                     let ok = |c: &Cut| c.sum as f64 <= cfg.max_cut_replication * n;
                     let better = match &cut {
                         None => true,
@@ -440,7 +550,8 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
             }
         }
         let cut = cut.filter(|c| {
-            committed - list.len() + c.sum <= budget && tree.nodes.len() + FANOUT < MAX_NODES
+            let est = c.sum * list.len() / ev.len().max(1);
+            committed - list.len() + est <= budget && tree.nodes.len() + FANOUT < MAX_NODES
         });
         let Some(cut) = cut else {
             tree.nodes[slot] = Node::leaf(slot, tree.rules.len(), list.len());
@@ -448,7 +559,6 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 .extend(list.iter().map(|&i| leaf_rule::<A>(&rules[i as usize])));
             continue;
         };
-        committed = committed - list.len() + cut.sum;
         let f = cut.field;
         let kk = cut.points.len() + 1;
         let mut children: Vec<Vec<u32>> = vec![Vec::new(); kk];
@@ -460,6 +570,7 @@ fn build_tree<A: AddressKey>(rules: &[BRule], cfg: &BuildConfig) -> Tree<A> {
                 c.push(i);
             }
         }
+        committed = committed - list.len() + children.iter().map(Vec::len).sum::<usize>();
         let first_child = tree.nodes.len();
         tree.nodes.resize(first_child + kk, Node::leaf(0, 0, 0));
         tree.nodes[slot] = Node::inner(f, first_child, &cut.points);

@@ -4,6 +4,18 @@
 //!
 //! This room knows nothing of NSGs: `compile` feeds it NSG rules, `classbench`
 //! feeds it ClassBench rules. Lookups never allocate and never lock.
+//!
+//! # Structure
+//!
+//! Rules are partitioned by which address fields are specific (CutSplit /
+//! EffiCuts), and each subset becomes a flat multi-way split tree (HyperSplit
+//! with up to 16 children per node, one 64-byte node per cache line for IPv4;
+//! see `build.rs` and `tree.rs`). Several partitionings and leaf sizes are
+//! built and the one with the lowest estimated lookup cost on sampled
+//! rule-corner keys is kept. A lookup walks the trees in order of their
+//! smallest rule id and stops once no remaining tree can beat the best match.
+//! [`Classifier::classify_batch`] walks 16 keys in lock-step without branches
+//! so their cache misses overlap.
 
 use std::fmt::Debug;
 use std::hash::Hash;

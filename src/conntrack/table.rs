@@ -57,11 +57,12 @@ pub enum EndReason {
     Replaced,
 }
 
-/// One tracked connection (or deny entry). 128 bytes, cache-line pair
-/// aligned by its `u128` addresses.
+/// One tracked connection (or deny entry): 128 bytes, aligned to a cache
+/// line so that an entry always spans exactly two lines.
 ///
 /// Packet counters are `u32` and wrap; take deltas with `wrapping_sub`.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct FlowEntry {
     /// The 5-tuple in the original direction (the packet that created it).
     pub key: FlowKey,

@@ -571,6 +571,11 @@ enum Op {
     Expire {
         dt: u64,
     },
+    Reevaluate {
+        flow: usize,
+        allowed: bool,
+        dt: u64,
+    },
 }
 
 fn flow_pool() -> Vec<FlowKey> {
@@ -583,6 +588,12 @@ fn flow_pool() -> Vec<FlowKey> {
         key(PROTOCOL_ICMP, 5, 9, 6, 9),
         key(50, 5, 0, 6, 0),
         key(PROTOCOL_UDP, 7, 1, 7, 1), // its own reverse
+        FlowKey {
+            source: 0x2001_0db8 << 96 | 1,
+            destination: 0x2001_0db8 << 96 | 2,
+            ipv6: true,
+            ..tcp(1)
+        },
     ]
 }
 
@@ -595,10 +606,11 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     let flags = prop::sample::select(vec![SYN, SYN | ACK, ACK, ACK | PSH, FIN | ACK, RST, 0]);
     prop_oneof![
-        6 => (0..8usize, any::<bool>(), flags, prop::bool::weighted(0.8), dt.clone()).prop_map(
+        6 => (0..9usize, any::<bool>(), flags, prop::bool::weighted(0.8), dt.clone()).prop_map(
             |(flow, reverse, flags, allowed, dt)| Op::Packet { flow, reverse, flags, allowed, dt }
         ),
-        1 => dt.prop_map(|dt| Op::Expire { dt }),
+        1 => dt.clone().prop_map(|dt| Op::Expire { dt }),
+        1 => (0..9usize, any::<bool>(), dt).prop_map(|(flow, allowed, dt)| Op::Reevaluate { flow, allowed, dt }),
     ]
 }
 
@@ -687,6 +699,28 @@ fn run_against_model(ops: Vec<Op>, max_flows: usize) {
                         assert!(model.entries.len() <= max_flows);
                     }
                     (m, g) => panic!("model {m:?} vs table {g:?} for {k}"),
+                }
+            }
+            Op::Reevaluate { flow, allowed, dt } => {
+                now += dt;
+                let k = pool[flow];
+                let canonical = k.canonical();
+                let live = model
+                    .entries
+                    .get(&canonical)
+                    .is_some_and(|e| model.deadline(e) > now);
+                let got = table.lookup(&k, now);
+                assert_eq!(got.is_some(), live);
+                if let Some((id, _)) = got {
+                    let mut d = decision(allowed);
+                    d.generation = 9;
+                    table.set_decision(id, d, now);
+                    let m = model.entries.get_mut(&canonical).unwrap();
+                    if m.allowed != allowed {
+                        m.allowed = allowed;
+                        m.last_seen = now;
+                    }
+                    assert_eq!(table.entry(id).decision, d);
                 }
             }
             Op::Expire { dt } => {

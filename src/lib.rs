@@ -8,6 +8,8 @@
 //!   evaluation chains, the multi-field classifier, the naive reference
 //!   evaluator and the ruleset lints.
 //! - [`packet`]: zero-copy frame parsing into flow keys (no state).
+//! - [`conntrack`]: one worker's connection-table shard: protocol state
+//!   machines, idle timeouts, bounded memory, fragment verdicts.
 //! - [`classbench`]: ClassBench rule sets and traces driven through the same
 //!   classifier.
 //! - [`cli`]: argument parsing and printing for the `nsgd` binary.
@@ -15,6 +17,7 @@
 pub mod classbench;
 pub mod cli;
 pub mod compile;
+pub mod conntrack;
 pub mod packet;
 pub mod policy;
 pub mod telemetry;

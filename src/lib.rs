@@ -15,5 +15,6 @@
 pub mod classbench;
 pub mod cli;
 pub mod compile;
+pub mod io;
 pub mod packet;
 pub mod policy;

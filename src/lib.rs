@@ -18,6 +18,7 @@ pub mod classbench;
 pub mod cli;
 pub mod compile;
 pub mod conntrack;
+pub mod io;
 pub mod packet;
 pub mod policy;
 pub mod telemetry;

@@ -1,0 +1,25 @@
+//! Capture files and synthetic traffic: reading pcap/pcapng (plain or
+//! gzip-compressed) into records, writing classic pcap, and generating
+//! realistic stateful traffic for an estate.
+//!
+//! This room moves bytes; it does not interpret frames beyond what the
+//! generator builds. Nothing here spawns threads, reads the clock or logs:
+//! timestamps come from the file (or the generator's virtual clock). The
+//! reader lends records from one reused buffer and never panics on input.
+
+mod error;
+
+mod input;
+mod pcap;
+mod pcapng;
+mod reader;
+#[cfg(test)]
+mod reader_tests;
+mod record;
+mod writer;
+
+pub use error::CaptureError;
+
+pub use reader::{CaptureFormat, CaptureReader};
+pub use record::{Record, RecordBatch, RecordMeta};
+pub use writer::{PcapWriter, TimestampPrecision, LINKTYPE_ETHERNET, WRITER_SNAPLEN};

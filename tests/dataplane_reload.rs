@@ -43,7 +43,9 @@ fn tcp(sport: u16, dport: u16, syn: bool, inbound: bool) -> Vec<u8> {
     } else {
         ([10, 0, 1, 4], [203, 0, 113, 9])
     };
-    let mut builder = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).tcp(sport, dport, 1, 1000);
+    let mut builder = PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 1000);
     builder = if syn { builder.syn() } else { builder.ack(1) };
     let mut frame = Vec::new();
     builder.write(&mut frame, &[]).unwrap();

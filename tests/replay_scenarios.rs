@@ -72,7 +72,15 @@ impl Capture {
         Capture { frames: Vec::new() }
     }
 
-    fn tcp(&mut self, t: f64, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> usize {
+    fn tcp(
+        &mut self,
+        t: f64,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        flags: u8,
+    ) -> usize {
         let mut builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src, dst, 64)
             .tcp(sport, dport, 1000, 65535);
@@ -100,7 +108,13 @@ impl Capture {
     }
 
     /// An ICMP port-unreachable from `from` quoting a UDP packet src→dst.
-    fn icmp_unreachable(&mut self, t: f64, from: [u8; 4], to: [u8; 4], quoted: ([u8; 4], u16, [u8; 4], u16)) -> usize {
+    fn icmp_unreachable(
+        &mut self,
+        t: f64,
+        from: [u8; 4],
+        to: [u8; 4],
+        quoted: ([u8; 4], u16, [u8; 4], u16),
+    ) -> usize {
         let mut inner = Vec::new();
         PacketBuilder::ipv4(quoted.0, quoted.2, 64)
             .udp(quoted.1, quoted.3)
@@ -117,13 +131,19 @@ impl Capture {
     }
 
     fn push(&mut self, t: f64, frame: Vec<u8>) -> usize {
-        self.frames.push(((t * 1e9) as u64 + 1_700_000_000_000_000_000, frame));
+        self.frames
+            .push(((t * 1e9) as u64 + 1_700_000_000_000_000_000, frame));
         self.frames.len() - 1
     }
 
     fn write(&self, path: &Path) {
         let file = std::fs::File::create(path).unwrap();
-        let mut writer = PcapWriter::new(std::io::BufWriter::new(file), 1, TimestampPrecision::Nanosecond).unwrap();
+        let mut writer = PcapWriter::new(
+            std::io::BufWriter::new(file),
+            1,
+            TimestampPrecision::Nanoseconds,
+        )
+        .unwrap();
         for (t, frame) in &self.frames {
             writer.write_frame(*t, frame, frame.len() as u32).unwrap();
         }
@@ -148,12 +168,17 @@ impl Drop for Scratch {
 }
 
 fn program() -> Arc<Program> {
-    let policy = nsgd::policy::parse_str(POLICY, nsgd::policy::Format::Yaml, "scenario.yaml").unwrap();
+    let policy =
+        nsgd::policy::parse_str(POLICY, nsgd::policy::Format::Yaml, "scenario.yaml").unwrap();
     Arc::new(Program::compile(&policy).unwrap())
 }
 
 /// Replays and returns the report and the verdict lines as JSON values.
-fn run(capture: &Capture, name: &str, tune: impl Fn(&mut ReplayOptions)) -> (ReplayReport, Vec<serde_json::Value>) {
+fn run(
+    capture: &Capture,
+    name: &str,
+    tune: impl Fn(&mut ReplayOptions),
+) -> (ReplayReport, Vec<serde_json::Value>) {
     let scratch = Scratch::new(name);
     let pcap = scratch.0.join("in.pcap");
     capture.write(&pcap);
@@ -184,7 +209,12 @@ fn verdict(lines: &[serde_json::Value], index: usize) -> (String, String) {
 
 fn is(lines: &[serde_json::Value], index: usize, expected: (&str, &str)) {
     let got = verdict(lines, index);
-    assert_eq!((got.0.as_str(), got.1.as_str()), expected, "packet {index}: {}", lines[index]);
+    assert_eq!(
+        (got.0.as_str(), got.1.as_str()),
+        expected,
+        "packet {index}: {}",
+        lines[index]
+    );
 }
 
 #[test]
@@ -275,7 +305,14 @@ fn a_flood_that_fills_the_flow_table_keeps_established_flows() {
     // 5,000 spoofed SYNs into a table of 512 flows.
     for i in 0..5000u32 {
         let source = Ipv4Addr::from(0xC633_6400u32 + (i % 250) + 1).octets();
-        c.tcp(0.1 + f64::from(i) * 1e-5, source, 1024 + (i / 250) as u16, WEB, 80, SYN);
+        c.tcp(
+            0.1 + f64::from(i) * 1e-5,
+            source,
+            1024 + (i / 250) as u16,
+            WEB,
+            80,
+            SYN,
+        );
     }
     let during = c.tcp(0.2, CLIENT, 40004, WEB, 80, ACK);
     let reply = c.tcp(0.201, WEB, 80, CLIENT, 40004, ACK);
@@ -284,7 +321,10 @@ fn a_flood_that_fills_the_flow_table_keeps_established_flows() {
     is(&lines, reply, ("allow", "established"));
     assert!(report.flows.evicted > 0);
     assert_eq!(report.flows.evicted_established, 0, "{:?}", report.flows);
-    assert_eq!(report.packets_in, report.packets_allowed + report.packets_denied);
+    assert_eq!(
+        report.packets_in,
+        report.packets_allowed + report.packets_denied
+    );
 }
 
 #[test]
@@ -293,9 +333,29 @@ fn worker_count_does_not_change_the_result() {
     for i in 0..300u16 {
         let client = [203, 0, 113, (i % 50) as u8 + 1];
         let t = f64::from(i) * 0.01;
-        c.tcp(t, client, 30000 + i, WEB, if i % 3 == 0 { 22 } else { 80 }, SYN);
-        c.tcp(t + 0.001, WEB, if i % 3 == 0 { 22 } else { 80 }, client, 30000 + i, SYN_ACK);
-        c.udp(t + 0.002, WEB, 6000 + i, RESOLVER, if i % 2 == 0 { 53 } else { 123 });
+        c.tcp(
+            t,
+            client,
+            30000 + i,
+            WEB,
+            if i % 3 == 0 { 22 } else { 80 },
+            SYN,
+        );
+        c.tcp(
+            t + 0.001,
+            WEB,
+            if i % 3 == 0 { 22 } else { 80 },
+            client,
+            30000 + i,
+            SYN_ACK,
+        );
+        c.udp(
+            t + 0.002,
+            WEB,
+            6000 + i,
+            RESOLVER,
+            if i % 2 == 0 { 53 } else { 123 },
+        );
     }
     let scratch = Scratch::new("determinism");
     let pcap = scratch.0.join("in.pcap");
@@ -317,24 +377,52 @@ fn worker_count_does_not_change_the_result() {
             },
             ..ReplayOptions::default()
         };
-        let mut report = replay(program(), &[pcap.clone()], &options).unwrap();
+        let mut report = replay(program(), std::slice::from_ref(&pcap), &options).unwrap();
         report.elapsed_seconds = 0.0;
         report.packets_per_second = 0.0;
         report.workers = 0;
-        let files: Vec<Vec<u8>> = ["allowed.pcap", "denied.pcap", "verdicts.jsonl", "flows.json"]
-            .iter()
-            .map(|f| std::fs::read(dir.join(f)).unwrap())
-            .collect();
+        let files: Vec<Vec<u8>> = [
+            "allowed.pcap",
+            "denied.pcap",
+            "verdicts.jsonl",
+            "flows.json",
+        ]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect();
         outputs.push((serde_json::to_string(&report).unwrap(), files));
     }
     for other in &outputs[1..] {
-        assert_eq!(other.0, outputs[0].0, "summary differs with the worker count");
-        assert!(other.1 == outputs[0].1, "an output file differs with the worker count");
+        assert_eq!(
+            other.0, outputs[0].0,
+            "summary differs with the worker count"
+        );
+        for (i, name) in [
+            "allowed.pcap",
+            "denied.pcap",
+            "verdicts.jsonl",
+            "flows.json",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(
+                other.1[i] == outputs[0].1[i],
+                "{name} differs with the worker count"
+            );
+        }
     }
 }
 
 /// A raw IPv4 fragment of a UDP datagram, Ethernet-framed.
-fn ipv4_fragment(src: [u8; 4], dst: [u8; 4], id: u16, offset_units: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+fn ipv4_fragment(
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    offset_units: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
     let total = 20 + payload.len() as u16;
     let flags = if more { 0x2000 } else { 0 } | offset_units;
@@ -367,12 +455,18 @@ fn later_fragments_follow_their_first_and_orphans_drop() {
     // UDP 5353 -> 8.8.8.8:53 (allowed outbound), split in two fragments.
     let mut first_payload = vec![0x14, 0xe9, 0x00, 0x35, 0x00, 0x20, 0x00, 0x00];
     first_payload.extend_from_slice(&[0u8; 16]);
-    let first = c.push(0.0, ipv4_fragment(WEB, RESOLVER, 7, 0, true, &first_payload));
+    let first = c.push(
+        0.0,
+        ipv4_fragment(WEB, RESOLVER, 7, 0, true, &first_payload),
+    );
     let second = c.push(0.001, ipv4_fragment(WEB, RESOLVER, 7, 3, false, &[0u8; 8]));
     // To port 123 (denied by deny-internet-out): the rest is dropped too.
     let mut denied_payload = vec![0x14, 0xe9, 0x00, 0x7b, 0x00, 0x20, 0x00, 0x00];
     denied_payload.extend_from_slice(&[0u8; 16]);
-    let denied_first = c.push(0.002, ipv4_fragment(WEB, RESOLVER, 8, 0, true, &denied_payload));
+    let denied_first = c.push(
+        0.002,
+        ipv4_fragment(WEB, RESOLVER, 8, 0, true, &denied_payload),
+    );
     let denied_second = c.push(0.003, ipv4_fragment(WEB, RESOLVER, 8, 3, false, &[0u8; 8]));
     let orphan = c.push(0.004, ipv4_fragment(WEB, RESOLVER, 9, 3, false, &[0u8; 8]));
     let (report, lines) = run(&c, "fragments", |_| {});

@@ -5,6 +5,7 @@ mod check;
 mod classbench;
 mod effective;
 mod import;
+mod replay;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ enum Command {
     Effective(effective::Args),
     /// Decide flows: the verdict and the NSG evaluations that led to it.
     Verify(verify::Args),
+    /// Decide every packet of pcap/pcapng captures through the stateful dataplane.
+    Replay(replay::Args),
     /// Run a ClassBench rule set and trace through the classifier.
     Classbench(classbench::Args),
     /// Convert Azure exports (NSGs, VNets, NICs, Service Tags JSON) into a policy file.
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Effective(args) => effective::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Classbench(args) => classbench::run(args),
         Command::Import(args) => import::run(args),
     };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::conntrack::SECOND;
+use crate::conntrack::config::SECOND;
 use crate::pipeline::{replay, ReplayOptions, ReplayReport};
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn list(counts: &std::collections::BTreeMap<String, u64>) -> String {
-    let parts: Vec<String> = counts.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
     if parts.is_empty() {
         "none".to_string()
     } else {

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crate::compile::{Flow, Program};
-use crate::conntrack::{ConnectionTable, ConntrackConfig, FragmentKey, Side, StoredDecision};
+use crate::conntrack::{ConnectionTable, ConntrackConfig, FragmentKey, StoredDecision};
 use crate::packet::{DropReason, FlowKey, IcmpInfo, PacketMeta, Parsed};
 use crate::policy::{Access, Direction};
 use crate::telemetry::flow_log::{nic_mac, FlowEvent, FlowState};
@@ -153,10 +153,18 @@ pub struct PacketVerdict {
 
 impl PacketVerdict {
     fn pass(reason: Reason, rule: Option<RuleRef>) -> Self {
-        PacketVerdict { allowed: true, reason, rule }
+        PacketVerdict {
+            allowed: true,
+            reason,
+            rule,
+        }
     }
     fn drop(reason: Reason, rule: Option<RuleRef>) -> Self {
-        PacketVerdict { allowed: false, reason, rule }
+        PacketVerdict {
+            allowed: false,
+            reason,
+            rule,
+        }
     }
 }
 
@@ -216,7 +224,12 @@ pub fn shard_of(parsed: &Parsed) -> usize {
         (key.destination, key.source)
     };
     let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(key.protocol);
-    for word in [low as u64, (low >> 64) as u64, high as u64, (high >> 64) as u64] {
+    for word in [
+        low as u64,
+        (low >> 64) as u64,
+        high as u64,
+        (high >> 64) as u64,
+    ] {
         hash = (hash ^ word).wrapping_mul(0x0000_0100_0000_01B3);
         hash ^= hash >> 29;
     }
@@ -233,6 +246,8 @@ pub struct Dataplane {
     program: Arc<Program>,
     generation: u64,
     config: DataplaneConfig,
+    /// Each shard's share of the configured capacity.
+    shard_config: ConntrackConfig,
     shards: Vec<Option<Shard>>,
     pub counters: Counters,
     /// Flow-log events (when enabled), drained by the caller.
@@ -252,7 +267,12 @@ fn to_flow(key: &FlowKey) -> Option<Flow> {
 
 impl Dataplane {
     /// A dataplane owning the shards for which `owns(shard)` holds.
-    pub fn new(program: Arc<Program>, generation: u64, config: DataplaneConfig, owns: impl Fn(usize) -> bool) -> Self {
+    pub fn new(
+        program: Arc<Program>,
+        generation: u64,
+        config: DataplaneConfig,
+        owns: impl Fn(usize) -> bool,
+    ) -> Self {
         let per_shard = ConntrackConfig {
             max_flows: config.max_flows.div_ceil(SHARDS),
             max_fragments: config.conntrack.max_fragments.div_ceil(SHARDS).max(16),
@@ -270,6 +290,7 @@ impl Dataplane {
             program,
             generation,
             config,
+            shard_config: per_shard,
             shards,
             counters,
             flow_events: Vec::new(),
@@ -284,14 +305,25 @@ impl Dataplane {
     /// configuration asks to re-evaluate them (done lazily, on their next
     /// packet, by comparing generations).
     pub fn reload(&mut self, program: Arc<Program>, generation: u64) {
-        self.counters.rule_hits.resize(program.total_rule_slots().max(self.counters.rule_hits.len()), 0);
+        self.counters.rule_hits.resize(
+            program
+                .total_rule_slots()
+                .max(self.counters.rule_hits.len()),
+            0,
+        );
         self.program = program;
         self.generation = generation;
     }
 
     /// Decides one packet of shard `shard` (see [`shard_of`]) at time `now`
     /// (nanoseconds); `wire_bytes` is what the counters add.
-    pub fn decide(&mut self, shard: usize, parsed: &Parsed, wire_bytes: u32, now: u64) -> PacketVerdict {
+    pub fn decide(
+        &mut self,
+        shard: usize,
+        parsed: &Parsed,
+        wire_bytes: u32,
+        now: u64,
+    ) -> PacketVerdict {
         let verdict = match parsed {
             Parsed::Drop(reason) => PacketVerdict::drop(Reason::Invalid(*reason), None),
             Parsed::NonIp { .. } => PacketVerdict {
@@ -308,22 +340,31 @@ impl Dataplane {
     }
 
     fn shard(&mut self, shard: usize) -> &mut Shard {
-        self.shards[shard % SHARDS]
-            .get_or_insert_with(|| Shard {
-                table: ConnectionTable::new(ConntrackConfig::default()),
-            })
+        shard_slot(&mut self.shards, self.shard_config, shard)
     }
 
-    fn decide_ip(&mut self, shard: usize, meta: &PacketMeta, wire_bytes: u32, now: u64) -> PacketVerdict {
+    fn decide_ip(
+        &mut self,
+        shard: usize,
+        meta: &PacketMeta,
+        wire_bytes: u32,
+        now: u64,
+    ) -> PacketVerdict {
         let flow_log = self.config.flow_log;
         // Expire a little per packet so idle entries leave on time.
         {
             let program = Arc::clone(&self.program);
             let events = &mut self.flow_events;
-            let table = &mut self.shard(shard).table;
+            let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
             table.expire_at_most(now, 8, |entry| {
                 if flow_log {
-                    push_flow_event(&program, events, entry_event(entry), FlowState::End, entry_deadline(entry));
+                    push_flow_event(
+                        &program,
+                        events,
+                        entry_event(entry),
+                        FlowState::End,
+                        entry_deadline(entry),
+                    );
                 }
             });
         }
@@ -332,9 +373,21 @@ impl Dataplane {
             if !fragment.is_first() {
                 let key = FragmentKey::of(&meta.key, fragment.id);
                 let table = &mut self.shard(shard).table;
-                return match table.follow_fragment(&key, now) {
-                    Some(follow) if follow.allowed => PacketVerdict::pass(Reason::Fragment, None),
-                    Some(_) => PacketVerdict::drop(Reason::Rule, None),
+                return match table.lookup_fragment(&key, now) {
+                    Some(follow) => {
+                        // Count the fragment on its connection, if still live.
+                        let rule = follow.entry.map(|(id, side)| {
+                            table.update(id, side, 0, wire_bytes, now);
+                            let decision = table.entry(id).decision;
+                            (decision.table, decision.rule)
+                        });
+                        let rule = rule.filter(|&(table, _)| table != u32::MAX);
+                        if follow.allowed {
+                            PacketVerdict::pass(Reason::Fragment, rule)
+                        } else {
+                            PacketVerdict::drop(Reason::Rule, rule)
+                        }
+                    }
                     None => PacketVerdict::drop(Reason::OrphanFragment, None),
                 };
             }
@@ -343,7 +396,9 @@ impl Dataplane {
         if let IcmpInfo::Error { quoted } = meta.icmp {
             let table = &mut self.shard(shard).table;
             return match table.lookup(&quoted, now) {
-                Some((id, _)) if table.entry(id).decision.allowed => PacketVerdict::pass(Reason::Related, None),
+                Some((id, _)) if table.entry(id).decision.allowed => {
+                    PacketVerdict::pass(Reason::Related, None)
+                }
                 _ => PacketVerdict::drop(Reason::UnrelatedIcmpError, None),
             };
         }
@@ -351,7 +406,9 @@ impl Dataplane {
         let generation = self.generation;
         let reevaluate = self.config.reevaluate_on_reload;
         let hit = self.shard(shard).table.lookup(&meta.key, now);
+        let mut entry_id = None;
         let verdict = if let Some((id, side)) = hit {
+            entry_id = Some(id);
             let stale = {
                 let entry = self.shard(shard).table.entry(id);
                 reevaluate && entry.decision.generation != generation
@@ -371,7 +428,10 @@ impl Dataplane {
             } else {
                 PacketVerdict::drop(Reason::Rule, rule)
             }
-        } else if meta.key.protocol == 6 && self.config.strict_tcp && !crate::conntrack::tcp_can_open(meta.tcp_flags) {
+        } else if meta.key.protocol == 6
+            && self.config.strict_tcp
+            && !crate::conntrack::tcp_can_open(meta.tcp_flags)
+        {
             PacketVerdict::drop(Reason::StrictTcp, None)
         } else {
             let decision = self.classify(&meta.key);
@@ -379,19 +439,30 @@ impl Dataplane {
             let inserted = {
                 let program = Arc::clone(&self.program);
                 let events = &mut self.flow_events;
-                self.shards[shard % SHARDS]
-                    .get_or_insert_with(|| Shard {
-                        table: ConnectionTable::new(ConntrackConfig::default()),
-                    })
+                shard_slot(&mut self.shards, self.shard_config, shard)
                     .table
-                    .insert_with(&meta.key, decision, meta.tcp_flags, wire_bytes, now, |entry, _| {
-                        if flow_log {
-                            push_flow_event(&program, events, entry_event(entry), FlowState::End, now);
-                        }
-                    })
+                    .insert_with(
+                        &meta.key,
+                        decision,
+                        meta.tcp_flags,
+                        wire_bytes,
+                        now,
+                        |entry, _| {
+                            if flow_log {
+                                push_flow_event(
+                                    &program,
+                                    events,
+                                    entry_event(entry),
+                                    FlowState::End,
+                                    now,
+                                );
+                            }
+                        },
+                    )
             };
             match inserted {
-                Ok(_) => {
+                Ok(id) => {
+                    entry_id = Some(id);
                     self.counters.flows_created += 1;
                     if let Some((table, rule)) = rule {
                         let slot = self.program.rule_slot(table, rule);
@@ -406,7 +477,13 @@ impl Dataplane {
                             packets: [0, 0],
                             bytes: [0, 0],
                         };
-                        push_flow_event(&self.program, &mut self.flow_events, event, FlowState::Begin, now);
+                        push_flow_event(
+                            &self.program,
+                            &mut self.flow_events,
+                            event,
+                            FlowState::Begin,
+                            now,
+                        );
                     }
                     if decision.allowed {
                         PacketVerdict::pass(Reason::NewFlow, rule)
@@ -422,7 +499,13 @@ impl Dataplane {
         if let Some(fragment) = meta.fragment {
             if fragment.is_first() {
                 let key = FragmentKey::of(&meta.key, fragment.id);
-                self.shard(shard).table.note_first_fragment(key, &meta.key, verdict.allowed, now);
+                self.shard(shard).table.note_first_fragment(
+                    key,
+                    &meta.key,
+                    verdict.allowed,
+                    entry_id,
+                    now,
+                );
             }
         }
         verdict
@@ -453,15 +536,22 @@ impl Dataplane {
     }
 
     /// Ends the replay: every live flow gets a final flow-log tuple (`C`,
-    /// since it has not ended).
-    pub fn finish(&mut self, now: u64) {
+    /// since it has not ended), stamped with its last packet's time so the
+    /// log does not depend on which worker saw the capture's last packet.
+    pub fn finish(&mut self) {
         if !self.config.flow_log {
             return;
         }
         let program = Arc::clone(&self.program);
         for shard in self.shards.iter().flatten() {
-            for entry in shard.table.iter() {
-                push_flow_event(&program, &mut self.flow_events, entry_event(entry), FlowState::Continuing, now);
+            for (_, entry) in shard.table.iter() {
+                push_flow_event(
+                    &program,
+                    &mut self.flow_events,
+                    entry_event(entry),
+                    FlowState::Continuing,
+                    entry.last_seen,
+                );
             }
         }
     }
@@ -470,7 +560,19 @@ impl Dataplane {
     pub fn conntrack_stats(&self) -> crate::conntrack::ConntrackStats {
         let mut total = crate::conntrack::ConntrackStats::default();
         for shard in self.shards.iter().flatten() {
-            total.add(&shard.table.stats());
+            let s = shard.table.stats();
+            total.inserts += s.inserts;
+            total.hits += s.hits;
+            total.misses += s.misses;
+            total.expirations += s.expirations;
+            total.evicted_expired += s.evicted_expired;
+            total.evicted_unestablished += s.evicted_unestablished;
+            total.evicted_established += s.evicted_established;
+            total.table_full += s.table_full;
+            total.fragments_tracked += s.fragments_tracked;
+            total.fragments_followed += s.fragments_followed;
+            total.fragments_orphaned += s.fragments_orphaned;
+            total.fragments_evicted += s.fragments_evicted;
         }
         total
     }
@@ -479,6 +581,14 @@ impl Dataplane {
     pub fn live_flows(&self) -> usize {
         self.shards.iter().flatten().map(|s| s.table.len()).sum()
     }
+}
+
+/// A shard's state, created on first use if this worker was not given it
+/// (which the pipeline never does, but a caller of `decide` might).
+fn shard_slot(shards: &mut [Option<Shard>], config: ConntrackConfig, shard: usize) -> &mut Shard {
+    shards[shard % SHARDS].get_or_insert_with(|| Shard {
+        table: ConnectionTable::new(config),
+    })
 }
 
 /// The parts of an entry a flow-log event needs.
@@ -503,17 +613,31 @@ fn entry_deadline(entry: &crate::conntrack::FlowEntry) -> u64 {
     entry.last_seen
 }
 
-fn push_flow_event(program: &Program, events: &mut Vec<FlowEvent>, entry: EntrySnapshot, state: FlowState, now: u64) {
+fn push_flow_event(
+    program: &Program,
+    events: &mut Vec<FlowEvent>,
+    entry: EntrySnapshot,
+    state: FlowState,
+    now: u64,
+) {
     let decision = entry.decision;
     if decision.table == u32::MAX {
         return;
     }
     let table = &program.tables()[decision.table as usize];
     let rule = &table.rules[decision.rule as usize];
-    let prefix = if rule.is_default { "DefaultRule_" } else { "UserRule_" };
+    let prefix = if rule.is_default {
+        "DefaultRule_"
+    } else {
+        "UserRule_"
+    };
     let inbound = table.direction == Direction::Inbound;
     // The NIC whose NSG logs: the destination's for inbound, else the source's.
-    let address = if inbound { entry.key.destination_ip() } else { entry.key.source_ip() };
+    let address = if inbound {
+        entry.key.destination_ip()
+    } else {
+        entry.key.source_ip()
+    };
     let nic = program
         .endpoint_of(address)
         .map(|e| program.endpoint_name(e, address))
@@ -537,4 +661,3 @@ fn push_flow_event(program: &Program, events: &mut Vec<FlowEvent>, entry: EntryS
         bytes_reverse: entry.bytes[1],
     });
 }
-

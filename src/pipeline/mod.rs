@@ -16,7 +16,9 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 
 use crate::compile::Program;
-use crate::dataplane::{shard_of, Counters, Dataplane, DataplaneConfig, PacketVerdict, Reason, SHARDS};
+use crate::dataplane::{
+    shard_of, Counters, Dataplane, DataplaneConfig, PacketVerdict, Reason, SHARDS,
+};
 use crate::io::{CaptureError, CaptureReader, PcapWriter, RecordBatch, TimestampPrecision};
 use crate::packet::{parse, LinkType, Parsed};
 use crate::telemetry::flow_log::{self, FlowEvent};
@@ -148,15 +150,21 @@ struct WorkerFinal {
 }
 
 fn open_output(path: &Path) -> Result<BufWriter<File>, ReplayError> {
-    File::create(path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|error| ReplayError::Output {
-        path: path.display().to_string(),
-        error,
-    })
+    File::create(path)
+        .map(|f| BufWriter::with_capacity(1 << 20, f))
+        .map_err(|error| ReplayError::Output {
+            path: path.display().to_string(),
+            error,
+        })
 }
 
 /// Replays captures through the program. Every packet of every capture is
 /// decided; outputs keep capture order.
-pub fn replay(program: Arc<Program>, captures: &[PathBuf], options: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
+pub fn replay(
+    program: Arc<Program>,
+    captures: &[PathBuf],
+    options: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
     let workers = options.workers.clamp(1, SHARDS);
     // Open every capture first so a typo fails before any work.
@@ -186,7 +194,9 @@ pub fn replay(program: Arc<Program>, captures: &[PathBuf], options: &ReplayOptio
 
     let sink_options = options.clone();
     let sink_program = Arc::clone(&program);
-    let sink = std::thread::spawn(move || run_sink(sink_program, workers, sink_rx, recycle_tx, &sink_options));
+    let sink = std::thread::spawn(move || {
+        run_sink(sink_program, workers, sink_rx, recycle_tx, &sink_options)
+    });
 
     // The reader: this thread.
     let mut problems = Vec::new();
@@ -266,7 +276,6 @@ fn run_worker(
     sink: Sender<ToSink>,
 ) {
     let mut dataplane = Dataplane::new(program, 0, config, |shard| shard % workers == worker);
-    let mut last_time = 0u64;
     for batch in batches {
         let mut verdicts = Vec::with_capacity(batch.parsed.len() / workers + 8);
         for (position, ((parsed, &shard), record)) in batch
@@ -279,17 +288,24 @@ fn run_worker(
             if usize::from(shard) % workers != worker {
                 continue;
             }
-            last_time = last_time.max(record.timestamp_ns);
-            let verdict = dataplane.decide(usize::from(shard), parsed, record.orig_len, record.timestamp_ns);
+            let verdict = dataplane.decide(
+                usize::from(shard),
+                parsed,
+                record.orig_len,
+                record.timestamp_ns,
+            );
             verdicts.push((position as u32, verdict));
         }
         let sequence = batch.sequence;
         drop(batch);
-        if sink.send(ToSink::Verdicts(WorkerResult { sequence, verdicts })).is_err() {
+        if sink
+            .send(ToSink::Verdicts(WorkerResult { sequence, verdicts }))
+            .is_err()
+        {
             return;
         }
     }
-    dataplane.finish(last_time);
+    dataplane.finish();
     let stats = dataplane.conntrack_stats();
     let live = dataplane.live_flows() as u64;
     let _ = sink.send(ToSink::Done(Box::new(WorkerFinal {
@@ -337,12 +353,17 @@ fn run_sink(
                 pending_batches.insert(batch.sequence, batch);
             }
             ToSink::Verdicts(result) => {
-                pending_verdicts.entry(result.sequence).or_default().push(result);
+                pending_verdicts
+                    .entry(result.sequence)
+                    .or_default()
+                    .push(result);
             }
             ToSink::Done(done) => finals.push(*done),
         }
         // Emit every batch whose verdicts are all in, in sequence order.
-        while pending_verdicts.get(&next_sequence).is_some_and(|v| v.len() == workers)
+        while pending_verdicts
+            .get(&next_sequence)
+            .is_some_and(|v| v.len() == workers)
             && pending_batches.contains_key(&next_sequence)
         {
             let results = pending_verdicts.remove(&next_sequence).unwrap_or_default();
@@ -377,30 +398,24 @@ fn run_sink(
         (outputs.allowed.take(), &options.allowed_output),
         (outputs.denied.take(), &options.denied_output),
     ] {
-        if let (Some(writer), Some(path)) = (writer, path) {
-            writer.finish().and_then(|mut w| w.flush()).map_err(|error| ReplayError::Output {
+        let Some(path) = path else { continue };
+        // An output no packet went to is still written (empty), replacing
+        // any older file, so a caller can rely on it.
+        let writer = match writer {
+            Some(writer) => writer,
+            None => PcapWriter::new(open_output(path)?, 1, TimestampPrecision::Nanoseconds)
+                .map_err(|error| ReplayError::Output {
+                    path: path.display().to_string(),
+                    error,
+                })?,
+        };
+        writer
+            .finish()
+            .and_then(|mut w| w.flush())
+            .map_err(|error| ReplayError::Output {
                 path: path.display().to_string(),
                 error,
             })?;
-        }
-    }
-    // Outputs asked for but never opened (no packet went there) are still
-    // written, empty, so a caller can rely on the file existing.
-    for (path, wanted) in [(&options.allowed_output, true), (&options.denied_output, true)] {
-        if let (Some(path), true) = (path, wanted) {
-            if !path.exists() {
-                let writer = PcapWriter::new(open_output(path)?, 1, TimestampPrecision::Nanosecond).map_err(|error| {
-                    ReplayError::Output {
-                        path: path.display().to_string(),
-                        error,
-                    }
-                })?;
-                writer.finish().and_then(|mut w| w.flush()).map_err(|error| ReplayError::Output {
-                    path: path.display().to_string(),
-                    error,
-                })?;
-            }
-        }
     }
     if let (Some(mut verdicts), Some(path)) = (outputs.verdicts.take(), &options.verdicts_output) {
         verdicts.flush().map_err(|error| ReplayError::Output {
@@ -431,7 +446,13 @@ fn run_sink(
             error,
         })?;
     }
-    Ok(report_from(&program, &counters, flows, skipped, options.dataplane.pass_non_ip))
+    Ok(report_from(
+        &program,
+        &counters,
+        flows,
+        skipped,
+        options.dataplane.pass_non_ip,
+    ))
 }
 
 fn write_batch(
@@ -451,35 +472,46 @@ fn write_batch(
         };
         if let Some(path) = path {
             if slot.is_none() {
-                let writer = PcapWriter::new(open_output(path)?, record.link_type, TimestampPrecision::Nanosecond)
-                    .map_err(|error| ReplayError::Output {
-                        path: path.display().to_string(),
-                        error,
-                    })?;
+                let writer = PcapWriter::new(
+                    open_output(path)?,
+                    record.link_type,
+                    TimestampPrecision::Nanoseconds,
+                )
+                .map_err(|error| ReplayError::Output {
+                    path: path.display().to_string(),
+                    error,
+                })?;
                 *slot = Some(writer);
             }
             if let Some(writer) = slot {
                 if writer.link_type() == record.link_type {
-                    writer.write_record(&record).map_err(|error| ReplayError::Output {
-                        path: path.display().to_string(),
-                        error,
-                    })?;
+                    writer
+                        .write_record(&record)
+                        .map_err(|error| ReplayError::Output {
+                            path: path.display().to_string(),
+                            error,
+                        })?;
                 }
             }
         }
         if let (Some(out), Some(path)) = (&mut outputs.verdicts, &options.verdicts_output) {
-            write_verdict(out, program, batch.first_index + position as u64, verdict).map_err(|error| {
-                ReplayError::Output {
+            write_verdict(out, program, batch.first_index + position as u64, verdict).map_err(
+                |error| ReplayError::Output {
                     path: path.display().to_string(),
                     error,
-                }
-            })?;
+                },
+            )?;
         }
     }
     Ok(())
 }
 
-fn write_verdict(out: &mut impl Write, program: &Program, index: u64, verdict: &PacketVerdict) -> std::io::Result<()> {
+fn write_verdict(
+    out: &mut impl Write,
+    program: &Program,
+    index: u64,
+    verdict: &PacketVerdict,
+) -> std::io::Result<()> {
     write!(
         out,
         "{{\"index\":{index},\"verdict\":\"{}\",\"reason\":\"{}\"",
@@ -508,7 +540,8 @@ fn report_from(
 ) -> ReplayReport {
     let mut allowed_by_reason = BTreeMap::new();
     let mut denied_by_reason = BTreeMap::new();
-    let (mut packets_allowed, mut bytes_allowed, mut packets_denied, mut bytes_denied) = (0, 0, 0, 0);
+    let (mut packets_allowed, mut bytes_allowed, mut packets_denied, mut bytes_denied) =
+        (0, 0, 0, 0);
     for reason in Reason::all() {
         let index = reason.index();
         let (packets, bytes) = (counters.packets[index], counters.bytes[index]);

@@ -136,8 +136,9 @@ struct MacFlows {
 fn system_id(nsg: &str) -> String {
     // FNV-1a, twice with different offsets, for 128 stable bits.
     let hash = |seed: u64| {
-        nsg.bytes()
-            .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3))
+        nsg.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+        })
     };
     let (a, b) = (hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4));
     format!(
@@ -221,15 +222,16 @@ pub fn render(mut events: Vec<FlowEvent>) -> (String, usize) {
             },
         })
         .collect();
-    let text = serde_json::to_string_pretty(&Document { records }).unwrap_or_else(|_| "{}".to_string());
+    let text =
+        serde_json::to_string_pretty(&Document { records }).unwrap_or_else(|_| "{}".to_string());
     (text, skipped)
 }
 
 /// A stable pseudo-MAC for a NIC name (the policy carries no MACs).
 pub fn nic_mac(nic: &str) -> String {
-    let hash = nic
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3));
+    let hash = nic.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    });
     // Locally administered unicast: second-lowest bit of the first octet set.
     format!("02{:010X}", hash & 0xff_ffff_ffff)
 }

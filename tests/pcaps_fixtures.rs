@@ -99,6 +99,7 @@ fn every_sample_is_listed_and_readable() {
         );
         let records = count(&path);
         assert!(records > 500, "{name}: {records} records");
+        tshark_agrees(&path, records);
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
         assert!(
             readme.contains(&name),
@@ -114,4 +115,32 @@ fn count(path: &Path) -> usize {
         records += 1;
     }
     records
+}
+
+/// When tshark is installed: it counts the same frames and finds none malformed.
+fn tshark_agrees(path: &Path, records: usize) {
+    let tshark = |filter: Option<&str>| {
+        let mut command = std::process::Command::new("tshark");
+        command
+            .arg("-r")
+            .arg(path)
+            .args(["-T", "fields", "-e", "frame.number"]);
+        if let Some(filter) = filter {
+            command.args(["-Y", filter]);
+        }
+        let output = command.output().ok()?;
+        Some(String::from_utf8_lossy(&output.stdout).lines().count())
+    };
+    let Some(frames) = tshark(None) else {
+        eprintln!("note: tshark is not installed; the tshark cross-check is skipped");
+        return;
+    };
+    assert_eq!(frames, records, "tshark frame count for {}", path.display());
+    let malformed = tshark(Some("_ws.malformed || _ws.expert.severity >= \"error\""));
+    assert_eq!(
+        malformed,
+        Some(0),
+        "tshark finds malformed frames in {}",
+        path.display()
+    );
 }

@@ -34,7 +34,9 @@ use crate::policy::{Access, AddressMatch, Direction, Policy, PortMatch, Protocol
 /// What to generate. `Default` gives 1 000 flows, no packet limit, seed 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
-    /// Conversations to start (SYN-flood packets are not flows).
+    /// Conversations to start (SYN-flood packets are not flows). Without a
+    /// packet limit the generator runs until every one has ended, so pair a
+    /// huge value with `packets`.
     pub flows: u64,
     /// Stop after this many packets, even inside a conversation.
     pub packets: Option<u64>,

@@ -18,6 +18,14 @@ pub enum CaptureError {
         source: io::Error,
     },
 
+    /// The capture file cannot be opened.
+    #[error("cannot open the capture {}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// The input holds no bytes at all.
     #[error("the capture is empty (0 bytes)")]
     Empty,
@@ -60,7 +68,9 @@ impl CaptureError {
             CaptureError::Io { offset, .. }
             | CaptureError::Truncated { offset, .. }
             | CaptureError::Malformed { offset, .. } => Some(*offset),
-            CaptureError::Empty | CaptureError::UnknownFormat { .. } => None,
+            CaptureError::Open { .. }
+            | CaptureError::Empty
+            | CaptureError::UnknownFormat { .. } => None,
         }
     }
 }

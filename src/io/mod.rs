@@ -8,6 +8,7 @@
 //! reader lends records from one reused buffer and never panics on input.
 
 mod error;
+pub mod generate;
 
 mod input;
 mod pcap;
@@ -19,6 +20,7 @@ mod record;
 mod writer;
 
 pub use error::CaptureError;
+pub use generate::{generate, GenerateError, GenerateOptions, GenerateStats};
 
 pub use reader::{CaptureFormat, CaptureReader};
 pub use record::{Record, RecordBatch, RecordMeta};

@@ -67,7 +67,11 @@ pub struct CaptureReader<R> {
 impl CaptureReader<File> {
     /// Opens a capture file (pcap, pcapng, either gzip-compressed or not).
     pub fn open(path: impl AsRef<Path>) -> Result<CaptureReader<File>, CaptureError> {
-        let file = File::open(path).map_err(io_error(0))?;
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| CaptureError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         CaptureReader::new(file)
     }
 }

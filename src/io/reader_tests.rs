@@ -274,6 +274,11 @@ fn classic_pcap_in_both_byte_orders_and_units() {
 #[test]
 fn bad_starts_are_errors() {
     assert!(matches!(read_all(b"").1, Some(CaptureError::Empty)));
+    let missing = CaptureReader::open("/nonexistent/nsgd/trace.pcap")
+        .err()
+        .unwrap();
+    assert!(matches!(missing, CaptureError::Open { .. }), "{missing}");
+    assert!(missing.to_string().contains("/nonexistent/nsgd/trace.pcap"));
     assert!(matches!(
         read_all(b"\xd4\xc3").1,
         Some(CaptureError::Truncated { .. })

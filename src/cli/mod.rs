@@ -1,9 +1,11 @@
 //! The `nsgd` command line: parse arguments, call the library, print. No
 //! policy or packet logic lives here.
 
+mod bench;
 mod check;
 mod classbench;
 mod effective;
+mod gen;
 mod import;
 mod replay;
 mod verify;
@@ -38,6 +40,10 @@ enum Command {
     Verify(verify::Args),
     /// Decide every packet of pcap/pcapng captures through the stateful dataplane.
     Replay(replay::Args),
+    /// Write a pcap of realistic stateful traffic for an estate.
+    Gen(gen::Args),
+    /// Measure end-to-end replay throughput on generated captures.
+    Bench(bench::Args),
     /// Run a ClassBench rule set and trace through the classifier.
     Classbench(classbench::Args),
     /// Convert Azure exports (NSGs, VNets, NICs, Service Tags JSON) into a policy file.
@@ -52,6 +58,8 @@ pub fn main() -> ExitCode {
         Command::Effective(args) => effective::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Gen(args) => gen::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Classbench(args) => classbench::run(args),
         Command::Import(args) => import::run(args),
     };

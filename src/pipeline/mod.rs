@@ -5,6 +5,8 @@
 //! steady state allocates nothing per packet. Results do not depend on the
 //! number of workers: shards, not workers, own the flow state.
 
+pub mod bench;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};

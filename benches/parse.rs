@@ -62,6 +62,11 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // Reference point: etherparse's own full slicing of the same TCP frame.
+    let tcp = &frames[0].1;
+    group.bench_function("baseline-etherparse-sliced-packet-tcp-ipv4", |b| {
+        b.iter(|| etherparse::SlicedPacket::from_ethernet(black_box(tcp)))
+    });
     group.finish();
 }
 

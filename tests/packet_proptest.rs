@@ -3,8 +3,10 @@
 //! bits flipped. Nothing may panic, and every `Ip` result must keep the
 //! invariants the dataplane relies on.
 
-use etherparse::PacketBuilder;
-use nsgd::packet::{parse, IcmpInfo, LinkType, Parsed};
+use etherparse::{
+    Icmpv4Type, Icmpv6Type, LinkExtSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
+};
+use nsgd::packet::{parse, FlowKey, IcmpInfo, LinkType, Parsed};
 use proptest::prelude::*;
 
 const LINKS: [LinkType; 6] = [
@@ -120,6 +122,202 @@ fn check_invariants(parsed: Parsed) {
     }
 }
 
+/// The reference: the key etherparse's full `SlicedPacket` gives, for the
+/// frames it slices completely (VLAN-only link extensions, an unfragmented
+/// IP packet, TCP/UDP/ICMP echo on top). `None` when it cannot say.
+fn reference_key(frame: &[u8]) -> Option<FlowKey> {
+    let sliced = SlicedPacket::from_ethernet(frame).ok()?;
+    if !sliced
+        .link_exts
+        .iter()
+        .all(|ext| matches!(ext, LinkExtSlice::Vlan(_)))
+    {
+        return None;
+    }
+    let (source, destination, ipv6, payload) = match sliced.net? {
+        NetSlice::Ipv4(ip) => (
+            u128::from(u32::from_be_bytes(ip.header().source())),
+            u128::from(u32::from_be_bytes(ip.header().destination())),
+            false,
+            ip.payload().clone(),
+        ),
+        NetSlice::Ipv6(ip) => (
+            u128::from_be_bytes(ip.header().source()),
+            u128::from_be_bytes(ip.header().destination()),
+            true,
+            ip.payload().clone(),
+        ),
+        NetSlice::Arp(_) => return None,
+    };
+    if payload.fragmented {
+        return None;
+    }
+    let (source_port, destination_port) = match sliced.transport? {
+        TransportSlice::Tcp(tcp) => (tcp.source_port(), tcp.destination_port()),
+        TransportSlice::Udp(udp) => (udp.source_port(), udp.destination_port()),
+        TransportSlice::Icmpv4(icmp) => match icmp.icmp_type() {
+            Icmpv4Type::EchoRequest(echo) | Icmpv4Type::EchoReply(echo) => (echo.id, echo.id),
+            _ => return None,
+        },
+        TransportSlice::Icmpv6(icmp) => match icmp.icmp_type() {
+            Icmpv6Type::EchoRequest(echo) | Icmpv6Type::EchoReply(echo) => (echo.id, echo.id),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(FlowKey {
+        source,
+        destination,
+        source_port,
+        destination_port,
+        protocol: payload.ip_number.0,
+        ipv6,
+    })
+}
+
+/// Where the reference can judge a frame, `parse` must agree with it.
+fn check_against_reference(frame: &[u8]) {
+    if let Some(expected) = reference_key(frame) {
+        match parse(LinkType::Ethernet, frame) {
+            Parsed::Ip(meta) => assert_eq!(meta.key, expected, "{frame:02x?}"),
+            other => panic!("reference keyed {expected}, parse gave {other:?} for {frame:02x?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Upper {
+    Tcp { source: u16, destination: u16 },
+    Udp { source: u16, destination: u16 },
+    Echo { id: u16, request: bool },
+}
+
+fn upper() -> impl Strategy<Value = Upper> {
+    prop_oneof![
+        (any::<u16>(), any::<u16>()).prop_map(|(source, destination)| Upper::Tcp {
+            source,
+            destination
+        }),
+        (any::<u16>(), any::<u16>()).prop_map(|(source, destination)| Upper::Udp {
+            source,
+            destination
+        }),
+        (any::<u16>(), any::<bool>()).prop_map(|(id, request)| Upper::Echo { id, request }),
+    ]
+}
+
+/// A random valid frame: random addresses, 0-2 VLAN tags, IPv4 or IPv6,
+/// TCP/UDP/echo with random ports or identifier and payload.
+fn build(
+    ipv6: bool,
+    tags: u8,
+    source: [u8; 16],
+    destination: [u8; 16],
+    upper: &Upper,
+    payload: &[u8],
+) -> Vec<u8> {
+    let link = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let vlan_id = |v: u16| v.try_into().unwrap();
+    macro_rules! finish {
+        ($ip:expr) => {{
+            let mut frame = Vec::new();
+            match (upper, ipv6) {
+                (
+                    Upper::Tcp {
+                        source,
+                        destination,
+                    },
+                    _,
+                ) => $ip
+                    .tcp(*source, *destination, 1, 1000)
+                    .ack(5)
+                    .write(&mut frame, payload),
+                (
+                    Upper::Udp {
+                        source,
+                        destination,
+                    },
+                    _,
+                ) => $ip.udp(*source, *destination).write(&mut frame, payload),
+                (Upper::Echo { id, request: true }, false) => {
+                    $ip.icmpv4_echo_request(*id, 1).write(&mut frame, payload)
+                }
+                (Upper::Echo { id, request: false }, false) => {
+                    $ip.icmpv4_echo_reply(*id, 1).write(&mut frame, payload)
+                }
+                (Upper::Echo { id, request: true }, true) => {
+                    $ip.icmpv6_echo_request(*id, 1).write(&mut frame, payload)
+                }
+                (Upper::Echo { id, request: false }, true) => {
+                    $ip.icmpv6_echo_reply(*id, 1).write(&mut frame, payload)
+                }
+            }
+            .unwrap();
+            frame
+        }};
+    }
+    let v4 = |a: [u8; 16]| [a[0], a[1], a[2], a[3]];
+    match (tags, ipv6) {
+        (0, false) => finish!(link.ipv4(v4(source), v4(destination), 64)),
+        (0, true) => finish!(link.ipv6(source, destination, 64)),
+        (1, false) => finish!(link
+            .single_vlan(vlan_id(7))
+            .ipv4(v4(source), v4(destination), 64)),
+        (1, true) => finish!(link.single_vlan(vlan_id(7)).ipv6(source, destination, 64)),
+        (_, false) => {
+            finish!(link
+                .double_vlan(vlan_id(1), vlan_id(2))
+                .ipv4(v4(source), v4(destination), 64))
+        }
+        (_, true) => {
+            finish!(link
+                .double_vlan(vlan_id(1), vlan_id(2))
+                .ipv6(source, destination, 64))
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Differential: random valid frames agree with etherparse's own full
+    /// slicing, and stay consistent when the capture cuts them short.
+    #[test]
+    fn random_valid_frames_match_the_reference(
+        ipv6 in any::<bool>(),
+        tags in 0u8..3,
+        source in any::<[u8; 16]>(),
+        destination in any::<[u8; 16]>(),
+        upper in upper(),
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let frame = build(ipv6, tags, source, destination, &upper, &payload);
+        let expected = reference_key(&frame).expect("etherparse slices what it built");
+        let Parsed::Ip(meta) = parse(LinkType::Ethernet, &frame) else {
+            panic!("valid frame dropped");
+        };
+        prop_assert_eq!(meta.key, expected);
+        prop_assert_eq!(meta.ip_length as usize, frame.len() - 14 - 4 * usize::from(tags));
+        match upper {
+            Upper::Tcp { .. } => prop_assert_eq!(meta.tcp_flags, 0x10),
+            Upper::Echo { request, .. } => prop_assert_eq!(meta.icmp, IcmpInfo::Echo { request }),
+            Upper::Udp { .. } => prop_assert_eq!(meta.icmp, IcmpInfo::None),
+        }
+        // A snap-length cut either keeps the same key or drops; never a
+        // different flow.
+        let cut = &frame[..cut.index(frame.len() + 1)];
+        match parse(LinkType::Ethernet, cut) {
+            Parsed::Ip(short) => {
+                prop_assert_eq!(short.key, expected);
+                prop_assert_eq!(short.ip_length, meta.ip_length);
+            }
+            Parsed::Drop(_) => {}
+            Parsed::NonIp { .. } => prop_assert!(false, "a cut IP frame is not non-IP"),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4096))]
 
@@ -158,6 +356,7 @@ proptest! {
         }
         let length = cut.index(frame.len() + 1);
         check_invariants(parse(LinkType::Ethernet, &frame[..length]));
+        check_against_reference(&frame[..length]);
         // The same bytes without the Ethernet header, as raw IP.
         check_invariants(parse(LinkType::RawIp, frame.get(14..length).unwrap_or(&[])));
     }

@@ -115,7 +115,7 @@ fn read_pcapng(bytes: &[u8]) -> (Vec<Record>, bool) {
                     data: data.to_vec(),
                 });
             }
-            3 => {
+            3 if length >= 16 => {
                 let original = u32_at(block, 8, little).unwrap_or(0) as usize;
                 let captured = original.min(length - 16);
                 let data = &block[12..12 + captured];
@@ -316,6 +316,35 @@ fn real_captures() {
         eprintln!(
             "{name}: {} ICMP errors, {transport} quoting TCP/UDP",
             quoted.len()
+        );
+    }
+    // An error travels back to the quoted packet's sender: the quote is in
+    // its own direction, so its source is the error's destination (no NAT
+    // in these traces).
+    for name in [
+        "icmp-sample-libtrace.pcap",
+        "icmpv6-sample-libtrace.pcap",
+        "nanosec-mixed.pcap",
+    ] {
+        let errors: Vec<_> = get(&summaries, name)
+            .metas
+            .iter()
+            .filter_map(|m| match m.icmp {
+                IcmpInfo::Error { quoted } => Some((m.key, quoted)),
+                _ => None,
+            })
+            .collect();
+        let back_to_sender = errors
+            .iter()
+            .filter(|(outer, quoted)| quoted.source == outer.destination)
+            .count();
+        eprintln!(
+            "{name}: {back_to_sender} of {} errors go back to the quoted sender",
+            errors.len()
+        );
+        assert!(
+            !errors.is_empty() && back_to_sender == errors.len(),
+            "{name}: {errors:?}"
         );
     }
     let v6 = get(&summaries, "icmpv6-sample-libtrace.pcap");

@@ -159,6 +159,8 @@ impl fmt::Display for DropReason {
     }
 }
 
+impl std::error::Error for DropReason {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,6 +212,52 @@ mod tests {
     }
 
     #[test]
+    fn quoted_later_fragments_have_no_ports() {
+        let mut original = udp_v4();
+        original[6] = 0x00;
+        original[7] = 0x10; // offset 16 (x 8 bytes)
+        let icmp = icmpv4(&error_v4(11, &original)).unwrap();
+        let IcmpInfo::Error { quoted } = icmp.info else {
+            panic!()
+        };
+        assert_eq!(
+            (quoted.source_port, quoted.destination_port, quoted.protocol),
+            (0, 0, 17)
+        );
+
+        let mut v6 = Vec::new();
+        etherparse::Ipv6Header {
+            payload_length: 16,
+            next_header: etherparse::IpNumber::IPV6_FRAGMENTATION_HEADER,
+            hop_limit: 1,
+            source: [1; 16],
+            destination: [2; 16],
+            ..Default::default()
+        }
+        .write(&mut v6)
+        .unwrap();
+        v6.extend_from_slice(&[6, 0, 0, 0x18, 0, 0, 0, 1]); // offset 3, TCP
+        v6.extend_from_slice(&[0x01, 0xbb, 0x9c, 0x40, 0, 0, 0, 0]);
+        let mut bytes = vec![3, 1, 0, 0, 0, 0, 0, 0];
+        bytes.extend_from_slice(&v6);
+        let icmp = icmpv6(&bytes).unwrap();
+        let IcmpInfo::Error { quoted } = icmp.info else {
+            panic!()
+        };
+        assert_eq!(
+            (quoted.source_port, quoted.destination_port, quoted.protocol),
+            (0, 0, 6)
+        );
+        // The first fragment's quote keeps its ports.
+        bytes[8 + 40 + 3] = 0x01;
+        let icmp = icmpv6(&bytes).unwrap();
+        let IcmpInfo::Error { quoted } = icmp.info else {
+            panic!()
+        };
+        assert_eq!((quoted.source_port, quoted.destination_port), (443, 40000));
+    }
+
+    #[test]
     fn bad_quotes() {
         let original = udp_v4();
         assert_eq!(

@@ -403,6 +403,30 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_jumbogram_esp_and_no_next_header() {
+        // Payload length 0 with hop-by-hop: a jumbogram, sized by capture.
+        let mut bytes = ipv6_with(
+            IpNumber::IPV6_HEADER_HOP_BY_HOP,
+            &[17, 0, 0xc2, 4, 0, 1, 0, 16],
+            &UDP,
+        );
+        bytes[4..6].copy_from_slice(&[0, 0]);
+        let packet = ipv6(&bytes, Mode::Packet).unwrap();
+        assert_eq!(packet.ip_length, 56);
+        assert_eq!(packet.transport, Some(&UDP[..]));
+        // ESP ends the walk: its payload is encrypted.
+        let bytes = ipv6_with(
+            IpNumber::ENCAPSULATING_SECURITY_PAYLOAD,
+            &[],
+            &[0, 0, 1, 0, 0, 0, 0, 1],
+        );
+        assert_eq!(ipv6(&bytes, Mode::Packet).unwrap().protocol, 50);
+        let bytes = ipv6_with(IpNumber::IPV6_NO_NEXT_HEADER, &[], &[]);
+        let packet = ipv6(&bytes, Mode::Packet).unwrap();
+        assert_eq!((packet.protocol, packet.ip_length), (59, 40));
+    }
+
+    #[test]
     fn ipv6_errors() {
         let bytes = ipv6_with(IpNumber::UDP, &[], &UDP);
         assert_eq!(

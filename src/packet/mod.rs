@@ -119,6 +119,24 @@ pub enum Parsed {
     Drop(DropReason),
 }
 
+impl Parsed {
+    /// The packet's metadata, when it is an IP packet that can be judged.
+    pub fn meta(&self) -> Option<&PacketMeta> {
+        match self {
+            Parsed::Ip(meta) => Some(meta),
+            _ => None,
+        }
+    }
+
+    /// Why the frame was dropped, when it was.
+    pub fn drop_reason(&self) -> Option<DropReason> {
+        match self {
+            Parsed::Drop(reason) => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
 /// What the dataplane needs to know about one IP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketMeta {

@@ -407,3 +407,27 @@ fn every_drop_reason_is_reachable() {
     covered.sort();
     assert_eq!(covered, DropReason::ALL.to_vec());
 }
+
+/// Results travel in per-batch arrays: keep them within two cache lines.
+#[test]
+fn results_stay_small() {
+    assert!(
+        std::mem::size_of::<Parsed>() <= 128,
+        "{}",
+        std::mem::size_of::<Parsed>()
+    );
+    assert_eq!(std::mem::size_of::<FlowKey>(), 48);
+}
+
+#[test]
+fn parsed_accessors() {
+    let frame = tcp_syn_v4();
+    let parsed = parse(LinkType::Ethernet, &frame);
+    assert_eq!(parsed.meta().map(|m| m.key.destination_port), Some(443));
+    assert_eq!(parsed.drop_reason(), None);
+    let dropped = parse(LinkType::Ethernet, &frame[..3]);
+    assert_eq!(dropped.meta(), None);
+    assert_eq!(dropped.drop_reason(), Some(DropReason::TruncatedEthernet));
+    let error: &dyn std::error::Error = &DropReason::TruncatedEthernet;
+    assert!(error.to_string().contains("Ethernet"));
+}

@@ -131,8 +131,10 @@ impl Batch {
     }
 }
 
-/// A worker's verdicts for one batch: (position in batch, verdict).
+/// A worker's verdicts for one batch: (position in batch, verdict). The
+/// sink sends the emptied vector back to the worker for reuse.
 struct WorkerResult {
+    worker: usize,
     sequence: u64,
     verdicts: Vec<(u32, PacketVerdict)>,
 }
@@ -182,22 +184,32 @@ pub fn replay(
     let (recycle_tx, recycle_rx) = bounded::<Batch>(workers * 4 + 8);
     let (sink_tx, sink_rx) = bounded::<ToSink>(workers * 8 + 16);
     let mut worker_txs: Vec<Sender<Arc<Batch>>> = Vec::new();
+    let mut spare_vec_txs: Vec<Sender<Vec<(u32, PacketVerdict)>>> = Vec::new();
     let mut worker_handles = Vec::new();
     for worker in 0..workers {
         let (tx, rx) = bounded::<Arc<Batch>>(8);
+        let (spare_tx, spare_rx) = bounded::<Vec<(u32, PacketVerdict)>>(32);
         worker_txs.push(tx);
+        spare_vec_txs.push(spare_tx);
         let program = Arc::clone(&program);
         let config = options.dataplane;
         let sink = sink_tx.clone();
         worker_handles.push(std::thread::spawn(move || {
-            run_worker(worker, workers, program, config, rx, sink);
+            run_worker(worker, workers, program, config, rx, spare_rx, sink);
         }));
     }
 
     let sink_options = options.clone();
     let sink_program = Arc::clone(&program);
     let sink = std::thread::spawn(move || {
-        run_sink(sink_program, workers, sink_rx, recycle_tx, &sink_options)
+        run_sink(
+            sink_program,
+            workers,
+            sink_rx,
+            recycle_tx,
+            spare_vec_txs,
+            &sink_options,
+        )
     });
 
     // The reader: this thread.
@@ -275,11 +287,15 @@ fn run_worker(
     program: Arc<Program>,
     config: DataplaneConfig,
     batches: Receiver<Arc<Batch>>,
+    spare_vectors: Receiver<Vec<(u32, PacketVerdict)>>,
     sink: Sender<ToSink>,
 ) {
     let mut dataplane = Dataplane::new(program, 0, config, |shard| shard % workers == worker);
     for batch in batches {
-        let mut verdicts = Vec::with_capacity(batch.parsed.len() / workers + 8);
+        let mut verdicts = spare_vectors
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
+        verdicts.clear();
         for (position, ((parsed, &shard), record)) in batch
             .parsed
             .iter()
@@ -301,7 +317,11 @@ fn run_worker(
         let sequence = batch.sequence;
         drop(batch);
         if sink
-            .send(ToSink::Verdicts(WorkerResult { sequence, verdicts }))
+            .send(ToSink::Verdicts(WorkerResult {
+                worker,
+                sequence,
+                verdicts,
+            }))
             .is_err()
         {
             return;
@@ -329,6 +349,7 @@ fn run_sink(
     workers: usize,
     inbox: Receiver<ToSink>,
     recycle: Sender<Batch>,
+    spare_vectors: Vec<Sender<Vec<(u32, PacketVerdict)>>>,
     options: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
     let mut outputs = Outputs {
@@ -374,10 +395,12 @@ fn run_sink(
             };
             ordered.clear();
             ordered.resize(batch.parsed.len(), None);
-            for result in results {
-                for (position, verdict) in result.verdicts {
+            for mut result in results {
+                for &(position, verdict) in &result.verdicts {
                     ordered[position as usize] = Some(verdict);
                 }
+                result.verdicts.clear();
+                let _ = spare_vectors[result.worker].try_send(result.verdicts);
             }
             write_batch(&program, &batch, &ordered, &mut outputs, options)?;
             packets_done += batch.parsed.len() as u64;

@@ -16,11 +16,13 @@
 //! - Single-threaded, no locks, no I/O, no logging.
 //!
 //! Files: [`state`] (pure protocol state machines), [`table`] (the flow
-//! table), [`fragment`] (first-fragment verdicts), [`config`] (sizes and
-//! timeouts), [`stats`] (counters).
+//! table), `index` (its open-addressing index), [`fragment`]
+//! (first-fragment verdicts), [`config`] (sizes and timeouts), [`stats`]
+//! (counters).
 
 pub mod config;
 pub mod fragment;
+mod index;
 pub mod state;
 pub mod stats;
 pub mod table;

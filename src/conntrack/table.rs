@@ -1,5 +1,5 @@
 //! The connection table: a preallocated slab of [`FlowEntry`] slots, an
-//! open-addressing index (`hashbrown::HashTable` of `u32` slot numbers,
+//! open-addressing index (`index::FlowIndex`: tag + slot number per bucket,
 //! hashed by the canonical 5-tuple with `ahash`), and one intrusive
 //! doubly-linked list per [`Lane`](super::state) — entries that share an idle
 //! timeout and an eviction class, kept in last-seen order.
@@ -11,10 +11,9 @@
 //! moves its entry to the tail of its (possibly new) lane: O(1), no
 //! allocation. Slab and index are sized for `max_flows` up front.
 
-use hashbrown::HashTable;
-
 use super::config::ConntrackConfig;
 use super::fragment::{FragmentKey, FragmentTable, FragmentVerdict};
+use super::index::FlowIndex;
 use super::state::{EvictionClass, FlowState, Lane, Side, ALL_LANES, LANES};
 use super::stats::ConntrackStats;
 use crate::packet::FlowKey;
@@ -126,7 +125,7 @@ pub struct ConnectionTable {
     entries: Vec<FlowEntry>,
     /// Head of the free-slot list, linked through `FlowEntry::next`.
     free_head: u32,
-    index: HashTable<u32>,
+    index: FlowIndex,
     lanes: [LaneList; LANES],
     hasher: ahash::RandomState,
     /// The latest `now` seen: time never runs backwards inside the table.
@@ -162,7 +161,7 @@ impl ConnectionTable {
             lane_timeout,
             entries: Vec::with_capacity(max_flows),
             free_head: NIL,
-            index: HashTable::with_capacity(max_flows),
+            index: FlowIndex::with_capacity(max_flows),
             lanes: [EMPTY_LANE; LANES],
             hasher: ahash::RandomState::new(),
             clock: 0,
@@ -223,12 +222,10 @@ impl ConnectionTable {
     fn find(&self, hash: u64, key: &FlowKey) -> Option<u32> {
         let reversed = key.reversed();
         let entries = &self.entries;
-        self.index
-            .find(hash, |&s| {
-                let stored = &entries[s as usize].key;
-                *stored == *key || *stored == reversed
-            })
-            .copied()
+        self.index.find(hash, |s| {
+            let stored = &entries[s as usize].key;
+            *stored == *key || *stored == reversed
+        })
     }
 
     /// When the entry will expire if nothing more is seen on it.
@@ -362,10 +359,7 @@ impl ConnectionTable {
         };
         self.live += 1;
         self.push_tail(slot, lane);
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert_unique(hash, slot, |&s| {
-            hasher.hash_one(entries[s as usize].key.canonical())
-        });
+        self.index.insert(hash, slot);
         self.stats.inserts += 1;
         Ok(EntryId(slot))
     }
@@ -606,9 +600,8 @@ impl ConnectionTable {
     fn remove_slot(&mut self, slot: u32) {
         self.unlink(slot);
         let hash = self.hash(&self.entries[slot as usize].key);
-        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
-            found.remove();
-        }
+        let removed = self.index.remove(hash, slot);
+        debug_assert!(removed, "resident entry missing from the index");
         let e = &mut self.entries[slot as usize];
         e.lane = FREE;
         e.prev = NIL;

@@ -2,6 +2,8 @@
 //! - `insert_empty`: new flows into an empty, preallocated table;
 //! - `hit_1m`: lookup + update of established flows in a table holding one
 //!   million live flows, in a scattered order (the per-packet fast path);
+//! - `hit_1m_batched`: the same through `lookup_batch` (32 keys at a time,
+//!   misses overlapped), then one `update` per packet;
 //! - `lookup_only_1m`: the lookup alone, for the split;
 //! - `mixed_1m`: the same full table, 90% established packets and 10% new
 //!   flows (miss + insert, evicting the oldest unestablished entry).
@@ -9,7 +11,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use nsgd::conntrack::{ConnectionTable, ConntrackConfig, Side, StoredDecision};
+use nsgd::conntrack::{ConnectionTable, ConntrackConfig, Side, StoredDecision, LOOKUP_BATCH};
 use nsgd::packet::FlowKey;
 
 const SECOND: u64 = 1_000_000_000;
@@ -102,6 +104,21 @@ fn benches(c: &mut Criterion) {
                 now += 10;
                 let (id, side) = t.lookup(k, now).expect("live");
                 black_box(t.update(id, side, 0, 100, now));
+            }
+        })
+    });
+
+    let mut answers = vec![None; LOOKUP_BATCH];
+    g.bench_function("hit_1m_batched", |b| {
+        b.iter(|| {
+            for keys in order.chunks(LOOKUP_BATCH) {
+                now += 10;
+                let answers = &mut answers[..keys.len()];
+                t.lookup_batch(keys, now, answers);
+                for &answer in answers.iter() {
+                    let (id, side) = answer.expect("live");
+                    black_box(t.update(id, side, 0, 100, now));
+                }
             }
         })
     });

@@ -51,6 +51,13 @@ impl FlowIndex {
         }
     }
 
+    /// The first bucket probed for `hash` (read to pull its line into the
+    /// cache ahead of a batch of lookups).
+    #[inline]
+    pub(crate) fn home_bucket(&self, hash: u64) -> u64 {
+        self.buckets[self.home(tag_of(hash))]
+    }
+
     /// Adds `slot` under `hash` (the caller knows it is absent).
     #[inline]
     pub(crate) fn insert(&mut self, hash: u64, slot: u32) {

@@ -36,6 +36,7 @@ pub use state::{tcp_can_open, tcp_flags, EvictionClass, FlowState, Side};
 pub use stats::ConntrackStats;
 pub use table::{
     ConnectionTable, EndReason, EntryId, FlowEntry, PacketOutcome, StoredDecision, TableFull,
+    LOOKUP_BATCH,
 };
 
 #[allow(unused_imports)]

@@ -19,6 +19,9 @@ use super::stats::ConntrackStats;
 use crate::packet::FlowKey;
 
 const NIL: u32 = u32::MAX;
+
+/// How many keys [`ConnectionTable::lookup_batch`] works on at a time.
+pub const LOOKUP_BATCH: usize = 32;
 const FREE: u8 = u8::MAX;
 
 /// The policy decision cached in an entry; filled by the dataplane.
@@ -253,6 +256,46 @@ impl ConnectionTable {
     pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Option<(EntryId, Side)> {
         let now = self.tick(now);
         let hash = self.hash(key);
+        self.lookup_hashed(key, hash, now)
+    }
+
+    /// [`lookup`](Self::lookup) for a batch of packets, `out[i]` answering
+    /// `keys[i]`. Same results and counters as one `lookup` per key, but the
+    /// index buckets and entries of up to [`LOOKUP_BATCH`] keys are read in
+    /// independent passes first, so their cache misses overlap instead of
+    /// queueing one behind the other (a software prefetch without `unsafe`).
+    pub fn lookup_batch(
+        &mut self,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Option<(EntryId, Side)>],
+    ) {
+        assert_eq!(keys.len(), out.len(), "one answer per key");
+        let now = self.tick(now);
+        for (keys, out) in keys.chunks(LOOKUP_BATCH).zip(out.chunks_mut(LOOKUP_BATCH)) {
+            let mut hashes = [0u64; LOOKUP_BATCH];
+            for (hash, key) in hashes.iter_mut().zip(keys) {
+                *hash = self.hash(key);
+            }
+            let hashes = &hashes[..keys.len()];
+            let mut warm = 0u64;
+            for &hash in hashes {
+                warm ^= self.index.home_bucket(hash);
+            }
+            for &hash in hashes {
+                if let Some(slot) = self.index.find(hash, |_| true) {
+                    warm ^= self.entries[slot as usize].last_seen;
+                }
+            }
+            std::hint::black_box(warm);
+            for ((key, &hash), answer) in keys.iter().zip(hashes).zip(out) {
+                *answer = self.lookup_hashed(key, hash, now);
+            }
+        }
+    }
+
+    #[inline]
+    fn lookup_hashed(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<(EntryId, Side)> {
         match self.find(hash, key) {
             Some(slot) if !self.expired(slot, now) => {
                 self.stats.hits += 1;

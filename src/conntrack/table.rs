@@ -261,9 +261,10 @@ impl ConnectionTable {
 
     /// [`lookup`](Self::lookup) for a batch of packets, `out[i]` answering
     /// `keys[i]`. Same results and counters as one `lookup` per key, but the
-    /// index buckets and entries of up to [`LOOKUP_BATCH`] keys are read in
-    /// independent passes first, so their cache misses overlap instead of
-    /// queueing one behind the other (a software prefetch without `unsafe`).
+    /// index buckets, entries and lane neighbours of up to [`LOOKUP_BATCH`]
+    /// keys are read in independent passes first, so their cache misses
+    /// overlap instead of queueing one behind the other (a software prefetch
+    /// without `unsafe`).
     pub fn lookup_batch(
         &mut self,
         keys: &[FlowKey],
@@ -278,13 +279,28 @@ impl ConnectionTable {
                 *hash = self.hash(key);
             }
             let hashes = &hashes[..keys.len()];
+            // Three passes of independent reads: index buckets, candidate
+            // entries, then their lane neighbours (which the `update` that
+            // follows a hit relinks).
             let mut warm = 0u64;
             for &hash in hashes {
                 warm ^= self.index.home_bucket(hash);
             }
-            for &hash in hashes {
-                if let Some(slot) = self.index.find(hash, |_| true) {
-                    warm ^= self.entries[slot as usize].last_seen;
+            let mut slots = [NIL; LOOKUP_BATCH];
+            for (slot, &hash) in slots.iter_mut().zip(hashes) {
+                if let Some(found) = self.index.find(hash, |_| true) {
+                    *slot = found;
+                    warm ^= self.entries[found as usize].last_seen;
+                }
+            }
+            for &slot in &slots[..keys.len()] {
+                if slot != NIL {
+                    let e = &self.entries[slot as usize];
+                    for neighbour in [e.prev, e.next] {
+                        if neighbour != NIL {
+                            warm ^= self.entries[neighbour as usize].last_seen;
+                        }
+                    }
                 }
             }
             std::hint::black_box(warm);

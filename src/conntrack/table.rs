@@ -231,12 +231,15 @@ impl ConnectionTable {
         })
     }
 
-    /// When the entry will expire if nothing more is seen on it.
+    /// When the entry will expire if nothing more is seen on it (0 for a
+    /// slot that holds no entry any more).
     #[inline]
     pub fn expires_at(&self, id: EntryId) -> u64 {
         let e = &self.entries[id.0 as usize];
-        e.last_seen
-            .saturating_add(self.lane_timeout[e.lane as usize])
+        match self.lane_timeout.get(e.lane as usize) {
+            Some(&timeout) => e.last_seen.saturating_add(timeout),
+            None => 0,
+        }
     }
 
     #[inline]
@@ -457,6 +460,8 @@ impl ConnectionTable {
     }
 
     /// Counts one packet on a live entry and advances its state machine.
+    /// `id` must come from the `lookup` or `insert` just before (panics on
+    /// a slot that holds no entry).
     #[inline]
     pub fn update(
         &mut self,

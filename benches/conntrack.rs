@@ -1,5 +1,6 @@
 //! Connection-table benchmarks (ns per operation = time / elements):
 //! - `insert_empty`: new flows into an empty, preallocated table;
+//! - `hit_10k`: lookup + update in a cache-resident table of 10k flows;
 //! - `hit_1m`: lookup + update of established flows in a table holding one
 //!   million live flows, in a scattered order (the per-packet fast path);
 //! - `hit_1m_batched`: the same through `lookup_batch` (32 keys at a time,
@@ -80,6 +81,24 @@ fn benches(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+
+    // Cache-resident table: the compute cost without memory misses.
+    {
+        const SMALL: u32 = 10_000;
+        let mut small = full_table(SMALL);
+        let keys: Vec<FlowKey> = (0..SMALL).map(udp).collect();
+        let mut now = 2 * SECOND;
+        g.throughput(Throughput::Elements(SMALL as u64));
+        g.bench_function("hit_10k", |b| {
+            b.iter(|| {
+                for k in &keys {
+                    now += 10;
+                    let (id, side) = small.lookup(k, now).expect("live");
+                    black_box(small.update(id, side, 0, 100, now));
+                }
+            })
+        });
+    }
 
     let mut t = full_table(LIVE);
     // A scattered visiting order over the live flows (odd stride mod 2^20

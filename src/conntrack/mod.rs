@@ -3,7 +3,8 @@
 //! Owns the live connections a worker has seen — their stored policy
 //! decision, protocol state, per-direction counters and idle timers — and a
 //! small table of first-fragment verdicts. Both directions of a connection
-//! find the same entry (it is indexed by [`FlowKey::canonical`]).
+//! find the same entry: it is indexed by the canonical 5-tuple
+//! ([`FlowKey::canonical`](crate::packet::FlowKey::canonical)).
 //!
 //! Invariants and rules of the room:
 //! - Never reads the clock: every call takes `now` (nanoseconds; capture
@@ -38,6 +39,3 @@ pub use table::{
     ConnectionTable, EndReason, EntryId, FlowEntry, PacketOutcome, StoredDecision, TableFull,
     LOOKUP_BATCH,
 };
-
-#[allow(unused_imports)]
-use crate::packet::FlowKey;

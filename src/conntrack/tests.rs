@@ -9,6 +9,7 @@ use super::config::SECOND;
 use super::state::{PROTOCOL_ICMP, PROTOCOL_TCP, PROTOCOL_UDP};
 use super::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use super::*;
+use crate::packet::FlowKey;
 
 const S: u64 = SECOND;
 const T0: u64 = 1_000 * S;

@@ -60,7 +60,7 @@ pub(crate) struct FragmentRecord {
 }
 
 /// Fixed-capacity first-fragment verdict table (see the module docs).
-pub struct FragmentTable {
+pub(crate) struct FragmentTable {
     capacity: usize,
     lifetime: u64,
     records: Vec<FragmentRecord>,
@@ -97,10 +97,6 @@ impl FragmentTable {
     /// Live records.
     pub fn len(&self) -> usize {
         self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 
     /// Drops records whose lifetime has passed at `now`.

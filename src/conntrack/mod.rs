@@ -32,7 +32,7 @@ pub mod table;
 mod tests;
 
 pub use config::{ConntrackConfig, Timeouts};
-pub use fragment::{FragmentKey, FragmentTable, FragmentVerdict};
+pub use fragment::{FragmentKey, FragmentVerdict};
 pub use state::{tcp_can_open, tcp_flags, EvictionClass, FlowState, Side};
 pub use stats::ConntrackStats;
 pub use table::{

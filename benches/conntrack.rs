@@ -1,7 +1,10 @@
 //! Connection-table benchmarks (ns per operation = time / elements):
 //! - `insert_empty`: new flows into an empty, preallocated table;
+//! - `hit_10k`: lookup + update in a cache-resident table of 10k flows;
 //! - `hit_1m`: lookup + update of established flows in a table holding one
 //!   million live flows, in a scattered order (the per-packet fast path);
+//! - `hit_1m_batched`: the same through `lookup_batch` (32 keys at a time,
+//!   misses overlapped), then one `update` per packet;
 //! - `lookup_only_1m`: the lookup alone, for the split;
 //! - `mixed_1m`: the same full table, 90% established packets and 10% new
 //!   flows (miss + insert, evicting the oldest unestablished entry).
@@ -9,7 +12,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use nsgd::conntrack::{ConnectionTable, ConntrackConfig, Side, StoredDecision};
+use nsgd::conntrack::{ConnectionTable, ConntrackConfig, Side, StoredDecision, LOOKUP_BATCH};
 use nsgd::packet::FlowKey;
 
 const SECOND: u64 = 1_000_000_000;
@@ -79,6 +82,24 @@ fn benches(c: &mut Criterion) {
         )
     });
 
+    // Cache-resident table: the compute cost without memory misses.
+    {
+        const SMALL: u32 = 10_000;
+        let mut small = full_table(SMALL);
+        let keys: Vec<FlowKey> = (0..SMALL).map(udp).collect();
+        let mut now = 2 * SECOND;
+        g.throughput(Throughput::Elements(SMALL as u64));
+        g.bench_function("hit_10k", |b| {
+            b.iter(|| {
+                for k in &keys {
+                    now += 10;
+                    let (id, side) = small.lookup(k, now).expect("live");
+                    black_box(small.update(id, side, 0, 100, now));
+                }
+            })
+        });
+    }
+
     let mut t = full_table(LIVE);
     // A scattered visiting order over the live flows (odd stride mod 2^20
     // is a permutation; indices past LIVE are skipped).
@@ -102,6 +123,21 @@ fn benches(c: &mut Criterion) {
                 now += 10;
                 let (id, side) = t.lookup(k, now).expect("live");
                 black_box(t.update(id, side, 0, 100, now));
+            }
+        })
+    });
+
+    let mut answers = vec![None; LOOKUP_BATCH];
+    g.bench_function("hit_1m_batched", |b| {
+        b.iter(|| {
+            for keys in order.chunks(LOOKUP_BATCH) {
+                now += 10;
+                let answers = &mut answers[..keys.len()];
+                t.lookup_batch(keys, now, answers);
+                for &answer in answers.iter() {
+                    let (id, side) = answer.expect("live");
+                    black_box(t.update(id, side, 0, 100, now));
+                }
             }
         })
     });

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::HashTable;
+use super::index::FlowIndex;
 
 use crate::packet::FlowKey;
 
@@ -60,14 +60,14 @@ pub(crate) struct FragmentRecord {
 }
 
 /// Fixed-capacity first-fragment verdict table (see the module docs).
-pub struct FragmentTable {
+pub(crate) struct FragmentTable {
     capacity: usize,
     lifetime: u64,
     records: Vec<FragmentRecord>,
     free: Vec<u32>,
     /// Slots in creation order (= expiry order).
     order: VecDeque<u32>,
-    index: HashTable<u32>,
+    index: FlowIndex,
     hasher: ahash::RandomState,
     clock: u64,
     pub(crate) tracked: u64,
@@ -84,7 +84,7 @@ impl FragmentTable {
             records: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
-            index: HashTable::with_capacity(capacity),
+            index: FlowIndex::with_capacity(capacity),
             hasher: ahash::RandomState::new(),
             clock: 0,
             tracked: 0,
@@ -97,10 +97,6 @@ impl FragmentTable {
     /// Live records.
     pub fn len(&self) -> usize {
         self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 
     /// Drops records whose lifetime has passed at `now`.
@@ -122,9 +118,7 @@ impl FragmentTable {
         let slot = self.order.pop_front().expect("non-empty");
         let key = self.records[slot as usize].key;
         let hash = self.hasher.hash_one(key);
-        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
-            found.remove();
-        }
+        self.index.remove(hash, slot);
         self.free.push(slot);
     }
 
@@ -143,7 +137,7 @@ impl FragmentTable {
         self.expire(now);
         let hash = self.hasher.hash_one(key);
         let records = &mut self.records;
-        if let Some(&slot) = self.index.find(hash, |&s| records[s as usize].key == key) {
+        if let Some(slot) = self.index.find(hash, |s| records[s as usize].key == key) {
             let record = &mut records[slot as usize];
             record.flow = flow;
             record.allowed = allowed;
@@ -175,9 +169,7 @@ impl FragmentTable {
             }
         };
         self.order.push_back(slot);
-        let (records, hasher) = (&self.records, &self.hasher);
-        self.index
-            .insert_unique(hash, slot, |&s| hasher.hash_one(records[s as usize].key));
+        self.index.insert(hash, slot);
         self.tracked += 1;
         true
     }
@@ -187,8 +179,8 @@ impl FragmentTable {
         self.expire(now);
         let hash = self.hasher.hash_one(key);
         let records = &self.records;
-        match self.index.find(hash, |&s| records[s as usize].key == *key) {
-            Some(&slot) => {
+        match self.index.find(hash, |s| records[s as usize].key == *key) {
+            Some(slot) => {
                 self.followed += 1;
                 Some(self.records[slot as usize])
             }

@@ -3,7 +3,8 @@
 //! Owns the live connections a worker has seen — their stored policy
 //! decision, protocol state, per-direction counters and idle timers — and a
 //! small table of first-fragment verdicts. Both directions of a connection
-//! find the same entry (it is indexed by [`FlowKey::canonical`]).
+//! find the same entry: it is indexed by the canonical 5-tuple
+//! ([`FlowKey::canonical`](crate::packet::FlowKey::canonical)).
 //!
 //! Invariants and rules of the room:
 //! - Never reads the clock: every call takes `now` (nanoseconds; capture
@@ -16,11 +17,13 @@
 //! - Single-threaded, no locks, no I/O, no logging.
 //!
 //! Files: [`state`] (pure protocol state machines), [`table`] (the flow
-//! table), [`fragment`] (first-fragment verdicts), [`config`] (sizes and
-//! timeouts), [`stats`] (counters).
+//! table), `index` (its open-addressing index), [`fragment`]
+//! (first-fragment verdicts), [`config`] (sizes and timeouts), [`stats`]
+//! (counters).
 
 pub mod config;
 pub mod fragment;
+mod index;
 pub mod state;
 pub mod stats;
 pub mod table;
@@ -29,12 +32,10 @@ pub mod table;
 mod tests;
 
 pub use config::{ConntrackConfig, Timeouts};
-pub use fragment::{FragmentKey, FragmentTable, FragmentVerdict};
+pub use fragment::{FragmentKey, FragmentVerdict};
 pub use state::{tcp_can_open, tcp_flags, EvictionClass, FlowState, Side};
 pub use stats::ConntrackStats;
 pub use table::{
     ConnectionTable, EndReason, EntryId, FlowEntry, PacketOutcome, StoredDecision, TableFull,
+    LOOKUP_BATCH,
 };
-
-#[allow(unused_imports)]
-use crate::packet::FlowKey;

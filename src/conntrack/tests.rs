@@ -9,6 +9,7 @@ use super::config::SECOND;
 use super::state::{PROTOCOL_ICMP, PROTOCOL_TCP, PROTOCOL_UDP};
 use super::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use super::*;
+use crate::packet::FlowKey;
 
 const S: u64 = SECOND;
 const T0: u64 = 1_000 * S;
@@ -162,6 +163,35 @@ fn rst_closes_with_short_timeout() {
     assert_eq!(t.entry(id2).state, FlowState::TcpSynSent);
     assert_eq!(t.entry(id2).packets, [1, 0]);
     assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn batched_lookup_matches_single_lookups() {
+    let mut a = table(256);
+    let mut b = table(256);
+    for n in 0..100 {
+        let at = T0 + n as u64 * S;
+        a.insert(&tcp(n), decision(true), SYN, 60, at).unwrap();
+        b.insert(&tcp(n), decision(true), SYN, 60, at).unwrap();
+    }
+    // Hits both ways, misses, and expired entries, across several chunks.
+    let keys: Vec<FlowKey> = (0..150)
+        .map(|n| {
+            if n % 2 == 0 {
+                tcp(n)
+            } else {
+                tcp(n).reversed()
+            }
+        })
+        .collect();
+    let now = T0 + 110 * S;
+    let single: Vec<_> = keys.iter().map(|k| a.lookup(k, now)).collect();
+    let mut batched = vec![None; keys.len()];
+    b.lookup_batch(&keys, now, &mut batched);
+    assert_eq!(single, batched);
+    let hits = batched.iter().filter(|x| x.is_some()).count();
+    assert_eq!(hits, 19);
+    assert_eq!(a.stats(), b.stats());
 }
 
 #[test]

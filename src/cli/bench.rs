@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::pipeline::bench::{run_bench, BenchOptions};
+use crate::pipeline::bench::{run_bench, BenchOptions, RealCapture};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,6 +25,13 @@ pub struct Args {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+    /// Also replay this real capture (repeated by --real-times) through --real-policy.
+    #[arg(long, default_value = "../shared/pcaps/real-lan-1h.pcap")]
+    real: PathBuf,
+    #[arg(long = "real-policy", default_value = "configs/lan-lab.yaml")]
+    real_policy: PathBuf,
+    #[arg(long = "real-times", default_value_t = 16)]
+    real_times: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -37,11 +44,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{}: {} error(s)", args.policy.display(), errors.len());
         }
     };
+    // The real capture is optional: skipped (with a note) when absent.
+    let real_capture = match (args.real.exists(), crate::policy::load(&args.real_policy)) {
+        (true, Ok(real_policy)) => Some(RealCapture {
+            capture: args.real.clone(),
+            policy: real_policy,
+            times: args.real_times,
+        }),
+        _ => {
+            eprintln!(
+                "note: {} or {} not usable: no real-capture figure",
+                args.real.display(),
+                args.real_policy.display()
+            );
+            None
+        }
+    };
     let options = BenchOptions {
         packets: args.packets,
         worker_counts: args.workers.clone(),
         repeats: args.repeats,
         directory: args.keep.clone(),
+        real_capture,
     };
     let json = args.json;
     let report = run_bench(&policy, &options, |line| {
@@ -59,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     for f in &report.figures {
         println!(
-            "{:<12} {:>7} {:>10} {:>8.3} {:>12.2} {:>14.3}",
+            "{:<20} {:>7} {:>10} {:>8.3} {:>12.2} {:>14.3}",
             f.capture,
             f.workers,
             f.packets,

@@ -25,6 +25,18 @@ pub struct BenchOptions {
     pub repeats: usize,
     /// Where the generated captures go (kept); a temporary folder if `None`.
     pub directory: Option<PathBuf>,
+    /// A real capture replayed `times` times in a row through its own
+    /// policy (small real frames, mostly established flows).
+    pub real_capture: Option<RealCapture>,
+}
+
+/// A real capture for `nsgd bench` (e.g. ../shared/pcaps/real-lan-1h.pcap
+/// through configs/lan-lab.yaml, repeated to a million packets).
+#[derive(Debug, Clone)]
+pub struct RealCapture {
+    pub capture: PathBuf,
+    pub policy: Policy,
+    pub times: usize,
 }
 
 impl Default for BenchOptions {
@@ -34,6 +46,7 @@ impl Default for BenchOptions {
             worker_counts: vec![1, 2],
             repeats: 3,
             directory: None,
+            real_capture: None,
         }
     }
 }
@@ -118,8 +131,31 @@ pub fn run_bench(
         },
     )?;
 
+    let mut runs: Vec<(String, Arc<Program>, Vec<PathBuf>)> = vec![
+        (
+            "established".to_string(),
+            Arc::clone(&program),
+            vec![established.clone()],
+        ),
+        (
+            "syn-flood".to_string(),
+            Arc::clone(&program),
+            vec![flood.clone()],
+        ),
+    ];
+    if let Some(real) = &options.real_capture {
+        let name = real
+            .capture
+            .file_stem()
+            .map_or("real".to_string(), |s| s.to_string_lossy().to_string());
+        runs.push((
+            format!("{name} x{}", real.times),
+            Arc::new(Program::compile(&real.policy)?),
+            vec![real.capture.clone(); real.times.max(1)],
+        ));
+    }
     let mut figures = Vec::new();
-    for (name, capture) in [("established", &established), ("syn-flood", &flood)] {
+    for (name, program, captures) in &runs {
         for &workers in &options.worker_counts {
             let mut best: Option<ReplayFigure> = None;
             for _ in 0..options.repeats.max(1) {
@@ -127,11 +163,7 @@ pub fn run_bench(
                     workers,
                     ..ReplayOptions::default()
                 };
-                let report = replay(
-                    Arc::clone(&program),
-                    std::slice::from_ref(capture),
-                    &replay_options,
-                )?;
+                let report = replay(Arc::clone(program), captures, &replay_options)?;
                 let figure = ReplayFigure {
                     capture: name.to_string(),
                     workers,

@@ -27,8 +27,8 @@ use crate::telemetry::flow_log::{self, FlowEvent};
 
 /// Frames per batch: large enough to amortise channel hand-offs, small
 /// enough to keep a batch in cache.
-pub const BATCH_RECORDS: usize = 256;
-const BATCH_BYTES: usize = 256 * 1024;
+pub const BATCH_RECORDS: usize = 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 /// What to replay and where to write.
 #[derive(Debug, Clone)]

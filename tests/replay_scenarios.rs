@@ -477,3 +477,60 @@ fn later_fragments_follow_their_first_and_orphans_drop() {
     is(&lines, orphan, ("deny", "orphan-fragment"));
     assert_eq!(report.denied_by_reason["orphan-fragment"], 1);
 }
+
+#[test]
+fn long_flows_get_continuation_tuples_whose_counters_add_up() {
+    let mut c = Capture::new();
+    // One UDP exchange per minute for 12 minutes (never idle for 4).
+    for minute in 0..12 {
+        c.udp(f64::from(minute) * 60.0, WEB, 5353, RESOLVER, 53);
+        c.udp(f64::from(minute) * 60.0 + 0.01, RESOLVER, 53, WEB, 5353);
+    }
+    let scratch = Scratch::new("flowlog");
+    let pcap = scratch.0.join("in.pcap");
+    c.write(&pcap);
+    let log = scratch.0.join("flows.json");
+    let options = ReplayOptions {
+        workers: 1,
+        flow_log_output: Some(log.clone()),
+        dataplane: nsgd::dataplane::DataplaneConfig {
+            flow_log: true,
+            ..Default::default()
+        },
+        ..ReplayOptions::default()
+    };
+    replay(program(), &[pcap], &options).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    let mut tuples: Vec<Vec<String>> = Vec::new();
+    for record in doc["records"].as_array().unwrap() {
+        assert_eq!(record["properties"]["Version"], 2);
+        for rule in record["properties"]["flows"].as_array().unwrap() {
+            assert_eq!(rule["rule"], "UserRule_allow-dns-out");
+            for group in rule["flows"].as_array().unwrap() {
+                for tuple in group["flowTuples"].as_array().unwrap() {
+                    tuples.push(
+                        tuple
+                            .as_str()
+                            .unwrap()
+                            .split(',')
+                            .map(str::to_string)
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    let states: Vec<&str> = tuples.iter().map(|t| t[8].as_str()).collect();
+    // Begin, a C at 5 and 10 minutes, and the final C at the end of the capture.
+    assert_eq!(states, vec!["B", "C", "C", "C"], "{tuples:?}");
+    assert_eq!(&tuples[0][5..8], &["U", "O", "A"]);
+    let sum = |column: usize| -> u64 {
+        tuples[1..]
+            .iter()
+            .map(|t| t[column].parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum(9), 12, "packets out over all C tuples");
+    assert_eq!(sum(11), 12, "packets back over all C tuples");
+}

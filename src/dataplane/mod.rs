@@ -17,7 +17,7 @@ use crate::compile::{Flow, Program};
 use crate::conntrack::{ConnectionTable, ConntrackConfig, FragmentKey, StoredDecision};
 use crate::packet::{DropReason, FlowKey, IcmpInfo, PacketMeta, Parsed};
 use crate::policy::{Access, Direction};
-use crate::telemetry::flow_log::{nic_mac, FlowEvent, FlowState};
+use crate::telemetry::flow_log::{nic_mac, FlowEvent, FlowState, CONTINUATION_INTERVAL_NS};
 
 /// Fixed number of connection-table shards (independent of worker count).
 pub const SHARDS: usize = 64;
@@ -252,6 +252,9 @@ pub struct Dataplane {
     pub counters: Counters,
     /// Flow-log events (when enabled), drained by the caller.
     pub flow_events: Vec<FlowEvent>,
+    /// Per flow that has had a `C` tuple: its counters at that tuple, so the
+    /// next tuple reports only what came since (flow log v2 semantics).
+    log_marks: ahash::AHashMap<FlowKey, [u64; 4]>,
 }
 
 fn to_flow(key: &FlowKey) -> Option<Flow> {
@@ -294,6 +297,7 @@ impl Dataplane {
             shards,
             counters,
             flow_events: Vec::new(),
+            log_marks: ahash::AHashMap::new(),
         }
     }
 
@@ -353,15 +357,18 @@ impl Dataplane {
         let flow_log = self.config.flow_log;
         // Expire a little per packet so idle entries leave on time.
         {
-            let program = Arc::clone(&self.program);
+            // Borrow fields apart (no Arc clone per packet: its atomic count
+            // would bounce between workers' caches).
+            let program: &Program = &self.program;
             let events = &mut self.flow_events;
+            let marks = &mut self.log_marks;
             let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
             table.expire_at_most(now, 8, |entry| {
                 if flow_log {
                     push_flow_event(
-                        &program,
+                        program,
                         events,
-                        entry_event(entry),
+                        entry_event(entry, marks, Mark::Remove),
                         FlowState::End,
                         entry_deadline(entry),
                     );
@@ -419,8 +426,28 @@ impl Dataplane {
                 self.counters.reevaluated += 1;
                 self.shard(shard).table.set_decision(id, decision, now);
             }
-            let table = &mut self.shard(shard).table;
+            let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
+            let (first_seen, previous_seen) = {
+                let entry = table.entry(id);
+                (entry.first_seen, entry.last_seen)
+            };
             table.update(id, side, meta.tcp_flags, wire_bytes, now);
+            // A long-lived flow gets a `C` tuple each time it enters a new
+            // five-minute window of its life.
+            if flow_log {
+                let window = |t: u64| t.saturating_sub(first_seen) / CONTINUATION_INTERVAL_NS;
+                if window(now) > window(previous_seen) {
+                    let event = entry_event(table.entry(id), &mut self.log_marks, Mark::Update);
+                    push_flow_event(
+                        &self.program,
+                        &mut self.flow_events,
+                        event,
+                        FlowState::Continuing,
+                        now,
+                    );
+                }
+            }
+            let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
             let decision = table.entry(id).decision;
             let rule = Some((decision.table, decision.rule)).filter(|_| decision.table != u32::MAX);
             if decision.allowed {
@@ -437,8 +464,9 @@ impl Dataplane {
             let decision = self.classify(&meta.key);
             let rule = Some((decision.table, decision.rule)).filter(|_| decision.table != u32::MAX);
             let inserted = {
-                let program = Arc::clone(&self.program);
+                let program: &Program = &self.program;
                 let events = &mut self.flow_events;
+                let marks = &mut self.log_marks;
                 shard_slot(&mut self.shards, self.shard_config, shard)
                     .table
                     .insert_with(
@@ -450,9 +478,9 @@ impl Dataplane {
                         |entry, _| {
                             if flow_log {
                                 push_flow_event(
-                                    &program,
+                                    program,
                                     events,
-                                    entry_event(entry),
+                                    entry_event(entry, marks, Mark::Remove),
                                     FlowState::End,
                                     now,
                                 );
@@ -542,13 +570,14 @@ impl Dataplane {
         if !self.config.flow_log {
             return;
         }
-        let program = Arc::clone(&self.program);
+        let program: &Program = &self.program;
+        let marks = &mut self.log_marks;
         for shard in self.shards.iter().flatten() {
             for (_, entry) in shard.table.iter() {
                 push_flow_event(
-                    &program,
+                    program,
                     &mut self.flow_events,
-                    entry_event(entry),
+                    entry_event(entry, marks, Mark::Update),
                     FlowState::Continuing,
                     entry.last_seen,
                 );
@@ -600,12 +629,38 @@ struct EntrySnapshot {
     bytes: [u64; 2],
 }
 
-fn entry_event(entry: &crate::conntrack::FlowEntry) -> EntrySnapshot {
+/// What to do with a flow's last-tuple mark when taking a snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// A `C` tuple: remember the counters for the next tuple.
+    Update,
+    /// An `E` tuple: the flow is gone.
+    Remove,
+}
+
+/// The entry's counters since its previous tuple (its `C` mark, if any).
+fn entry_event(
+    entry: &crate::conntrack::FlowEntry,
+    marks: &mut ahash::AHashMap<FlowKey, [u64; 4]>,
+    mark: Mark,
+) -> EntrySnapshot {
+    let now = [
+        u64::from(entry.packets[0]),
+        entry.bytes[0],
+        u64::from(entry.packets[1]),
+        entry.bytes[1],
+    ];
+    let before = match mark {
+        Mark::Update => marks.insert(entry.key, now),
+        Mark::Remove => marks.remove(&entry.key),
+    }
+    .unwrap_or([0; 4]);
+    let since = |i: usize| now[i].wrapping_sub(before[i]);
     EntrySnapshot {
         key: entry.key,
         decision: entry.decision,
-        packets: [u64::from(entry.packets[0]), u64::from(entry.packets[1])],
-        bytes: entry.bytes,
+        packets: [since(0), since(2)],
+        bytes: [since(1), since(3)],
     }
 }
 

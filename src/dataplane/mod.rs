@@ -239,7 +239,17 @@ pub fn shard_of(parsed: &Parsed) -> usize {
 /// One shard's state.
 pub struct Shard {
     table: ConnectionTable,
+    /// Capture time of the shard's next expiry sweep. Sweeping on the
+    /// shard's own packet times keeps results independent of workers.
+    next_sweep: u64,
 }
+
+/// Capture time between expiry sweeps of a shard. Lookups already treat a
+/// timed-out entry as gone; sweeps free slots and write flow-log end tuples.
+const SWEEP_INTERVAL_NS: u64 = 100_000_000;
+
+/// Most entries one sweep removes (the rest wait for the next sweep).
+const SWEEP_BUDGET: usize = 256;
 
 /// The per-worker dataplane: the shards it owns and the program in force.
 pub struct Dataplane {
@@ -285,6 +295,7 @@ impl Dataplane {
             .map(|s| {
                 owns(s).then(|| Shard {
                     table: ConnectionTable::new(per_shard),
+                    next_sweep: 0,
                 })
             })
             .collect();
@@ -355,15 +366,23 @@ impl Dataplane {
         now: u64,
     ) -> PacketVerdict {
         let flow_log = self.config.flow_log;
-        // Expire a little per packet so idle entries leave on time.
-        {
+        // Sweep expired entries every SWEEP_INTERVAL_NS of the shard's time.
+        let sweep = {
+            let slot = shard_slot(&mut self.shards, self.shard_config, shard);
+            let due = now >= slot.next_sweep;
+            if due {
+                slot.next_sweep = now.saturating_add(SWEEP_INTERVAL_NS);
+            }
+            due
+        };
+        if sweep {
             // Borrow fields apart (no Arc clone per packet: its atomic count
             // would bounce between workers' caches).
             let program: &Program = &self.program;
             let events = &mut self.flow_events;
             let marks = &mut self.log_marks;
             let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
-            table.expire_at_most(now, 8, |entry| {
+            table.expire_at_most(now, SWEEP_BUDGET, |entry| {
                 if flow_log {
                     push_flow_event(
                         program,
@@ -617,6 +636,7 @@ impl Dataplane {
 fn shard_slot(shards: &mut [Option<Shard>], config: ConntrackConfig, shard: usize) -> &mut Shard {
     shards[shard % SHARDS].get_or_insert_with(|| Shard {
         table: ConnectionTable::new(config),
+        next_sweep: 0,
     })
 }
 

@@ -117,6 +117,8 @@ struct Batch {
     records: RecordBatch,
     parsed: Vec<Parsed>,
     shards: Vec<u8>,
+    /// Per worker, the positions of the frames it decides.
+    positions: Vec<Vec<u32>>,
 }
 
 impl Batch {
@@ -127,6 +129,7 @@ impl Batch {
             records: RecordBatch::with_capacity(BATCH_RECORDS, BATCH_BYTES),
             parsed: Vec::with_capacity(BATCH_RECORDS),
             shards: Vec::with_capacity(BATCH_RECORDS),
+            positions: Vec::new(),
         }
     }
 }
@@ -244,12 +247,18 @@ pub fn replay(
             }
             batch.parsed.clear();
             batch.shards.clear();
-            for record in batch.records.iter() {
+            batch.positions.resize_with(workers, Vec::new);
+            for positions in &mut batch.positions {
+                positions.clear();
+            }
+            for (position, record) in batch.records.iter().enumerate() {
                 let parsed = match LinkType::from_linktype(record.link_type) {
                     Ok(link) => parse(link, record.data),
                     Err(reason) => Parsed::Drop(reason),
                 };
-                batch.shards.push(shard_of(&parsed) as u8);
+                let shard = shard_of(&parsed);
+                batch.positions[shard % workers].push(position as u32);
+                batch.shards.push(shard as u8);
                 batch.parsed.push(parsed);
             }
             batch.sequence = sequence;
@@ -296,23 +305,17 @@ fn run_worker(
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
         verdicts.clear();
-        for (position, ((parsed, &shard), record)) in batch
-            .parsed
-            .iter()
-            .zip(&batch.shards)
-            .zip(batch.records.iter())
-            .enumerate()
-        {
-            if usize::from(shard) % workers != worker {
-                continue;
-            }
+        let metadata = batch.records.metadata();
+        for &position in &batch.positions[worker] {
+            let index = position as usize;
+            let meta = &metadata[index];
             let verdict = dataplane.decide(
-                usize::from(shard),
-                parsed,
-                record.orig_len,
-                record.timestamp_ns,
+                usize::from(batch.shards[index]),
+                &batch.parsed[index],
+                meta.orig_len,
+                meta.timestamp_ns,
             );
-            verdicts.push((position as u32, verdict));
+            verdicts.push((position, verdict));
         }
         let sequence = batch.sequence;
         drop(batch);

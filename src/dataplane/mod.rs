@@ -218,12 +218,14 @@ pub fn shard_of(parsed: &Parsed) -> usize {
         IcmpInfo::Error { quoted } => quoted,
         _ => meta.key,
     };
-    let (low, high) = if key.source <= key.destination {
-        (key.source, key.destination)
-    } else {
-        (key.destination, key.source)
-    };
-    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(key.protocol);
+    shard_of_pair(key.source, key.destination, key.protocol)
+}
+
+/// The shard of an address pair and protocol, in either order.
+#[inline]
+pub fn shard_of_pair(a: u128, b: u128, protocol: u8) -> usize {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(protocol);
     for word in [
         low as u64,
         (low >> 64) as u64,
@@ -234,6 +236,43 @@ pub fn shard_of(parsed: &Parsed) -> usize {
         hash ^= hash >> 29;
     }
     (hash % SHARDS as u64) as usize
+}
+
+/// The shard of a raw frame when it can be told without a full parse
+/// (Ethernet, untagged, plain IPv4 other than ICMP, or IPv6 carrying TCP or
+/// UDP directly); `None` means: parse it. For frames that parse to an IP
+/// packet the answer equals [`shard_of`] of the parse; frames that do not
+/// (drops) carry no state, so their shard does not matter.
+#[inline]
+pub fn shard_hint(link: crate::packet::LinkType, frame: &[u8]) -> Option<usize> {
+    if link != crate::packet::LinkType::Ethernet || frame.len() < 14 {
+        return None;
+    }
+    let ip = &frame[14..];
+    match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
+            let protocol = ip[9];
+            if protocol == 1 {
+                return None;
+            }
+            let source = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+            let destination = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+            Some(shard_of_pair(
+                u128::from(source),
+                u128::from(destination),
+                protocol,
+            ))
+        }
+        0x86dd if ip.len() >= 40 && ip[0] >> 4 == 6 && matches!(ip[6], 6 | 17) => {
+            let address = |at: usize| {
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&ip[at..at + 16]);
+                u128::from_be_bytes(bytes)
+            };
+            Some(shard_of_pair(address(8), address(24), ip[6]))
+        }
+        _ => None,
+    }
 }
 
 /// One shard's state.

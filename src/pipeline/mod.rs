@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::compile::Program;
 use crate::dataplane::{
-    shard_of, Counters, Dataplane, DataplaneConfig, PacketVerdict, Reason, SHARDS,
+    shard_hint, shard_of, Counters, Dataplane, DataplaneConfig, PacketVerdict, Reason, SHARDS,
 };
 use crate::io::{CaptureError, CaptureReader, PcapWriter, RecordBatch, TimestampPrecision};
 use crate::packet::{parse, LinkType, Parsed};
@@ -115,7 +115,9 @@ struct Batch {
     sequence: u64,
     first_index: u64,
     records: RecordBatch,
-    parsed: Vec<Parsed>,
+    /// The reader's parse, for frames whose shard needed one; the workers
+    /// parse the others themselves (see `shard_hint`).
+    parsed: Vec<Option<Parsed>>,
     shards: Vec<u8>,
     /// Per worker, the positions of the frames it decides.
     positions: Vec<Vec<u32>>,
@@ -252,11 +254,17 @@ pub fn replay(
                 positions.clear();
             }
             for (position, record) in batch.records.iter().enumerate() {
-                let parsed = match LinkType::from_linktype(record.link_type) {
-                    Ok(link) => parse(link, record.data),
-                    Err(reason) => Parsed::Drop(reason),
+                // Parse here only what cannot be dispatched without it.
+                let (shard, parsed) = match LinkType::from_linktype(record.link_type) {
+                    Ok(link) => match shard_hint(link, record.data) {
+                        Some(shard) => (shard, None),
+                        None => {
+                            let parsed = parse(link, record.data);
+                            (shard_of(&parsed), Some(parsed))
+                        }
+                    },
+                    Err(reason) => (0, Some(Parsed::Drop(reason))),
                 };
-                let shard = shard_of(&parsed);
                 batch.positions[shard % workers].push(position as u32);
                 batch.shards.push(shard as u8);
                 batch.parsed.push(parsed);
@@ -305,15 +313,25 @@ fn run_worker(
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
         verdicts.clear();
-        let metadata = batch.records.metadata();
         for &position in &batch.positions[worker] {
             let index = position as usize;
-            let meta = &metadata[index];
+            let Some(record) = batch.records.get(index) else {
+                continue;
+            };
+            let parsed = match batch.parsed[index] {
+                Some(parsed) => parsed,
+                // The reader found the shard without parsing: the link type
+                // is one `shard_hint` accepts.
+                None => match LinkType::from_linktype(record.link_type) {
+                    Ok(link) => parse(link, record.data),
+                    Err(reason) => Parsed::Drop(reason),
+                },
+            };
             let verdict = dataplane.decide(
                 usize::from(batch.shards[index]),
-                &batch.parsed[index],
-                meta.orig_len,
-                meta.timestamp_ns,
+                &parsed,
+                record.orig_len,
+                record.timestamp_ns,
             );
             verdicts.push((position, verdict));
         }

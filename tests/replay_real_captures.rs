@@ -136,11 +136,11 @@ fn malformed_frames_are_dropped_with_their_reason() {
     ] {
         let report = replay(program(), &[dir.join(file)], &ReplayOptions::default()).unwrap();
         assert_eq!(
-            report.denied_by_reason.get(reason),
+            report.invalid_by_reason.get(reason),
             Some(&1),
-            "{file}: {:?}",
-            report.denied_by_reason
+            "{file}: {report:?}"
         );
+        assert_eq!(report.denied_by_reason.get("invalid"), Some(&1), "{file}");
     }
 }
 

@@ -115,6 +115,9 @@ pub fn print_report(report: &ReplayReport) {
         report.packets_denied,
         list(&report.denied_by_reason)
     );
+    if !report.invalid_by_reason.is_empty() {
+        println!("  invalid  {}", list(&report.invalid_by_reason));
+    }
     let flows = &report.flows;
     println!(
         "  flows    {} created, {} evicted ({} established), {} expired, {} live at the end",

@@ -87,7 +87,13 @@ pub struct ReplayReport {
     pub packets_denied: u64,
     pub bytes_denied: u64,
     pub allowed_by_reason: BTreeMap<String, u64>,
+    /// Dropped packets by reason: `rule`, `invalid` (frames that could not
+    /// be judged; detail in `invalid_by_reason`), `orphan-fragment`,
+    /// `flow-table-full`, `strict-tcp`, `unrelated-icmp-error`, `non-ip`.
+    /// The values add up to `packets_denied`.
     pub denied_by_reason: BTreeMap<String, u64>,
+    /// The `invalid` drops by parser reason (`truncated-ipv4`, …).
+    pub invalid_by_reason: BTreeMap<String, u64>,
     /// NSG → rule → flows it decided.
     pub rule_hits: BTreeMap<String, BTreeMap<String, u64>>,
     pub flows: FlowSummary,
@@ -585,7 +591,8 @@ fn report_from(
     pass_non_ip: bool,
 ) -> ReplayReport {
     let mut allowed_by_reason = BTreeMap::new();
-    let mut denied_by_reason = BTreeMap::new();
+    let mut denied_by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    let mut invalid_by_reason = BTreeMap::new();
     let (mut packets_allowed, mut bytes_allowed, mut packets_denied, mut bytes_denied) =
         (0, 0, 0, 0);
     for reason in Reason::all() {
@@ -607,7 +614,12 @@ fn report_from(
         } else {
             packets_denied += packets;
             bytes_denied += bytes;
-            denied_by_reason.insert(reason.as_str().to_string(), packets);
+            if let Reason::Invalid(_) = reason {
+                *denied_by_reason.entry("invalid".to_string()).or_default() += packets;
+                invalid_by_reason.insert(reason.as_str().to_string(), packets);
+            } else {
+                denied_by_reason.insert(reason.as_str().to_string(), packets);
+            }
         }
     }
     let mut rule_hits: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
@@ -633,6 +645,7 @@ fn report_from(
         bytes_denied,
         allowed_by_reason,
         denied_by_reason,
+        invalid_by_reason,
         rule_hits,
         flows,
         flow_log_records_skipped: skipped,

@@ -108,12 +108,20 @@ pub struct ReplayReport {
 /// Why a replay could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("cannot open capture {path}: {error}")]
+    #[error("{}", open_message(path, error))]
     Open { path: String, error: CaptureError },
     #[error("cannot write {path}: {error}")]
     Output { path: String, error: std::io::Error },
     #[error("a pipeline thread stopped unexpectedly")]
     ThreadPanicked,
+}
+
+/// The reader's open error names the file already; other errors do not.
+fn open_message(path: &str, error: &CaptureError) -> String {
+    match error {
+        CaptureError::Open { .. } => error.to_string(),
+        _ => format!("{path}: {error}"),
+    }
 }
 
 /// One batch in flight: the raw frames, their parse and their shard.

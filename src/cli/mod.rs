@@ -8,6 +8,7 @@ mod effective;
 mod gen;
 mod import;
 mod replay;
+mod run;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ enum Command {
     Replay(replay::Args),
     /// Write a pcap of realistic stateful traffic for an estate.
     Gen(gen::Args),
+    /// Bridge two interfaces inline, forwarding only what the policy allows.
+    Run(run::Args),
     /// Measure end-to-end replay throughput on generated captures.
     Bench(bench::Args),
     /// Run a ClassBench rule set and trace through the classifier.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Effective(args) => effective::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Run(args) => run::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Classbench(args) => classbench::run(args),
@@ -76,6 +80,43 @@ pub fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Reported(String);
+
+/// Dataplane switches shared by `replay` and `run`.
+#[derive(Debug, Clone, clap::Args)]
+struct DataplaneArgs {
+    /// Connection-table capacity.
+    #[arg(long = "max-flows", default_value_t = 1 << 20)]
+    max_flows: usize,
+    /// Drop TCP packets without SYN that open no known flow (default: judge
+    /// them as new flows, as Azure picks flows up mid-stream).
+    #[arg(long = "strict-tcp")]
+    strict_tcp: bool,
+    /// Drop non-IP frames (ARP, LLDP, …) instead of passing them; in `run`,
+    /// IPv6 neighbour discovery too.
+    #[arg(long = "drop-non-ip")]
+    drop_non_ip: bool,
+    /// Idle timeout of established TCP flows, seconds.
+    #[arg(long = "tcp-timeout", default_value_t = 240)]
+    tcp_timeout: u64,
+    /// Idle timeout of UDP flows that saw a reply, seconds.
+    #[arg(long = "udp-timeout", default_value_t = 240)]
+    udp_timeout: u64,
+    /// Lifetime of a cached denied flow, seconds.
+    #[arg(long = "deny-timeout", default_value_t = 10)]
+    deny_timeout: u64,
+}
+
+impl DataplaneArgs {
+    fn apply(&self, config: &mut crate::dataplane::DataplaneConfig) {
+        use crate::conntrack::config::SECOND;
+        config.max_flows = self.max_flows;
+        config.strict_tcp = self.strict_tcp;
+        config.pass_non_ip = !self.drop_non_ip;
+        config.conntrack.timeouts.tcp_established = self.tcp_timeout * SECOND;
+        config.conntrack.timeouts.udp = self.udp_timeout * SECOND;
+        config.conntrack.timeouts.denied = self.deny_timeout * SECOND;
+    }
+}
 
 /// Loads and compiles a policy, printing every error it has.
 fn load_program(path: &Path) -> anyhow::Result<Program> {

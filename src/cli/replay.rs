@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::conntrack::config::SECOND;
 use crate::pipeline::{replay, ReplayOptions, ReplayReport};
 
 #[derive(Debug, clap::Args)]
@@ -32,25 +31,8 @@ pub struct Args {
     /// Worker threads (default: available cores).
     #[arg(long)]
     workers: Option<usize>,
-    /// Connection-table capacity.
-    #[arg(long = "max-flows", default_value_t = 1 << 20)]
-    max_flows: usize,
-    /// Drop TCP packets without SYN that open no known flow (default: judge
-    /// them as new flows, as Azure picks flows up mid-stream).
-    #[arg(long = "strict-tcp")]
-    strict_tcp: bool,
-    /// Drop non-IP frames (ARP, LLDP, …) instead of passing them.
-    #[arg(long = "drop-non-ip")]
-    drop_non_ip: bool,
-    /// Idle timeout of established TCP flows, seconds.
-    #[arg(long = "tcp-timeout", default_value_t = 240)]
-    tcp_timeout: u64,
-    /// Idle timeout of UDP flows that saw a reply, seconds.
-    #[arg(long = "udp-timeout", default_value_t = 240)]
-    udp_timeout: u64,
-    /// Lifetime of a cached denied flow, seconds.
-    #[arg(long = "deny-timeout", default_value_t = 10)]
-    deny_timeout: u64,
+    #[command(flatten)]
+    dataplane: super::DataplaneArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -66,13 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(workers) = args.workers {
         options.workers = workers.max(1);
     }
-    options.dataplane.max_flows = args.max_flows;
-    options.dataplane.strict_tcp = args.strict_tcp;
-    options.dataplane.pass_non_ip = !args.drop_non_ip;
+    args.dataplane.apply(&mut options.dataplane);
     options.dataplane.flow_log = args.flow_log.is_some();
-    options.dataplane.conntrack.timeouts.tcp_established = args.tcp_timeout * SECOND;
-    options.dataplane.conntrack.timeouts.udp = args.udp_timeout * SECOND;
-    options.dataplane.conntrack.timeouts.denied = args.deny_timeout * SECOND;
     let report = replay(program, &args.captures, &options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -105,6 +82,17 @@ pub fn print_report(report: &ReplayReport) {
         report.workers,
         if report.workers == 1 { "" } else { "s" }
     );
+    print_traffic(report);
+    for problem in &report.capture_problems {
+        println!(
+            "  capture {} ended early after {} packets: {}",
+            problem.capture, problem.packets_read, problem.error
+        );
+    }
+}
+
+/// The verdict, flow and rule lines shared with `run`'s final summary.
+pub fn print_traffic(report: &ReplayReport) {
     println!(
         "  allowed  {} packets ({})",
         report.packets_allowed,
@@ -130,11 +118,5 @@ pub fn print_report(report: &ReplayReport) {
                 println!("    {nsg:<24} {rule:<40} {hits}");
             }
         }
-    }
-    for problem in &report.capture_problems {
-        println!(
-            "  capture {} ended early after {} packets: {}",
-            problem.capture, problem.packets_read, problem.error
-        );
     }
 }

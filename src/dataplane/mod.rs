@@ -33,6 +33,10 @@ pub struct DataplaneConfig {
     pub reevaluate_on_reload: bool,
     /// Let non-IP frames (ARP, LLDP, …) pass, as the platform's own traffic.
     pub pass_non_ip: bool,
+    /// Let ICMPv6 neighbour discovery pass without a rule, as the platform's
+    /// own traffic (a bridge's two ends resolve each other across it). Off
+    /// in replay, where such packets are judged like any other.
+    pub pass_neighbour_discovery: bool,
     /// Connection-table capacity across all shards.
     pub max_flows: usize,
     pub conntrack: ConntrackConfig,
@@ -46,6 +50,7 @@ impl Default for DataplaneConfig {
             strict_tcp: false,
             reevaluate_on_reload: false,
             pass_non_ip: true,
+            pass_neighbour_discovery: false,
             max_flows: 1 << 20,
             conntrack: ConntrackConfig::default(),
             flow_log: false,
@@ -79,6 +84,8 @@ pub enum Reason {
     StrictTcp,
     /// An ICMP error quoting no allowed connection.
     UnrelatedIcmpError,
+    /// ICMPv6 neighbour discovery passed as infrastructure traffic.
+    NeighbourDiscovery,
 }
 
 impl Reason {
@@ -95,6 +102,7 @@ impl Reason {
             Reason::FlowTableFull => "flow-table-full",
             Reason::StrictTcp => "strict-tcp",
             Reason::UnrelatedIcmpError => "unrelated-icmp-error",
+            Reason::NeighbourDiscovery => "neighbour-discovery",
         }
     }
 
@@ -111,7 +119,22 @@ impl Reason {
             Reason::FlowTableFull => 7,
             Reason::StrictTcp => 8,
             Reason::UnrelatedIcmpError => 9,
+            Reason::NeighbourDiscovery => 10,
             Reason::Invalid(reason) => FIXED_REASONS + reason.index(),
+        }
+    }
+
+    /// Whether packets of this reason pass (`pass_non_ip` decides for
+    /// non-IP frames).
+    pub fn passes(self, pass_non_ip: bool) -> bool {
+        match self {
+            Reason::Established
+            | Reason::NewFlow
+            | Reason::Related
+            | Reason::Fragment
+            | Reason::NeighbourDiscovery => true,
+            Reason::NonIp => pass_non_ip,
+            _ => false,
         }
     }
 
@@ -128,13 +151,14 @@ impl Reason {
             Reason::FlowTableFull,
             Reason::StrictTcp,
             Reason::UnrelatedIcmpError,
+            Reason::NeighbourDiscovery,
         ]
         .into_iter()
         .chain(DropReason::ALL.into_iter().map(Reason::Invalid))
     }
 }
 
-const FIXED_REASONS: usize = 10;
+const FIXED_REASONS: usize = 11;
 
 /// Number of distinct [`Reason::index`] values.
 pub const REASON_COUNT: usize = FIXED_REASONS + DropReason::ALL.len();
@@ -385,6 +409,11 @@ impl Dataplane {
                 reason: Reason::NonIp,
                 rule: None,
             },
+            Parsed::Ip(meta)
+                if self.config.pass_neighbour_discovery && meta.is_neighbour_discovery() =>
+            {
+                PacketVerdict::pass(Reason::NeighbourDiscovery, None)
+            }
             Parsed::Ip(meta) => self.decide_ip(shard, meta, wire_bytes, now),
         };
         let index = verdict.reason.index();

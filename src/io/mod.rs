@@ -1,6 +1,7 @@
 //! Capture files and synthetic traffic: reading pcap/pcapng (plain or
 //! gzip-compressed) into records, writing classic pcap, and generating
-//! realistic stateful traffic for an estate.
+//! realistic stateful traffic for an estate; and live ports (AF_PACKET
+//! rings on Linux interfaces, `live`).
 //!
 //! This room moves bytes; it does not interpret frames beyond what the
 //! generator builds. Nothing here spawns threads, reads the clock or logs:
@@ -11,6 +12,7 @@ mod error;
 pub mod generate;
 
 mod input;
+pub mod live;
 mod pcap;
 mod pcapng;
 mod reader;

@@ -6,6 +6,7 @@
 //! number of workers: shards, not workers, own the flow state.
 
 pub mod bench;
+pub mod live;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -95,7 +96,7 @@ pub struct ReplayReport {
     /// The `invalid` drops by parser reason (`truncated-ipv4`, …).
     pub invalid_by_reason: BTreeMap<String, u64>,
     /// NSG → rule → flows it decided.
-    pub rule_hits: BTreeMap<String, BTreeMap<String, u64>>,
+    pub rule_hits: RuleHits,
     pub flows: FlowSummary,
     pub flow_log_records_skipped: u64,
     pub captures: Vec<String>,
@@ -591,7 +592,28 @@ fn write_verdict(
     out.write_all(b"}\n")
 }
 
-fn report_from(
+/// NSG → rule → flows it decided.
+pub type RuleHits = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Adds per-slot hit counts of `program` (see `Program::rule_slot`) to
+/// name-keyed totals, which survive a reload that renumbers the slots.
+pub(crate) fn add_rule_hits(program: &Program, hits: &[u64], into: &mut RuleHits) {
+    for (table_index, table) in program.tables().iter().enumerate() {
+        for (rule_index, rule) in table.rules.iter().enumerate() {
+            let slot = program.rule_slot(table_index as u32, rule_index as u32);
+            let count = hits.get(slot).copied().unwrap_or(0);
+            if count > 0 {
+                *into
+                    .entry(program.nsg_name(table.nsg as u32).to_string())
+                    .or_default()
+                    .entry(rule.name.clone())
+                    .or_default() += count;
+            }
+        }
+    }
+}
+
+pub(crate) fn report_from(
     program: &Program,
     counters: &Counters,
     flows: FlowSummary,
@@ -609,13 +631,7 @@ fn report_from(
         if packets == 0 {
             continue;
         }
-        // Non-IP frames pass or drop by configuration; everything else by kind.
-        let allowed = match reason {
-            Reason::Established | Reason::NewFlow | Reason::Related | Reason::Fragment => true,
-            Reason::NonIp => pass_non_ip,
-            _ => false,
-        };
-        if allowed {
+        if reason.passes(pass_non_ip) {
             packets_allowed += packets;
             bytes_allowed += bytes;
             allowed_by_reason.insert(reason.as_str().to_string(), packets);
@@ -630,20 +646,8 @@ fn report_from(
             }
         }
     }
-    let mut rule_hits: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for (table_index, table) in program.tables().iter().enumerate() {
-        for (rule_index, rule) in table.rules.iter().enumerate() {
-            let slot = program.rule_slot(table_index as u32, rule_index as u32);
-            let hits = counters.rule_hits.get(slot).copied().unwrap_or(0);
-            if hits > 0 {
-                *rule_hits
-                    .entry(program.nsg_name(table.nsg as u32).to_string())
-                    .or_default()
-                    .entry(rule.name.clone())
-                    .or_default() += hits;
-            }
-        }
-    }
+    let mut rule_hits = RuleHits::new();
+    add_rule_hits(program, &counters.rule_hits, &mut rule_hits);
     ReplayReport {
         packets_in: packets_allowed + packets_denied,
         bytes_in: bytes_allowed + bytes_denied,

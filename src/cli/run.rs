@@ -1,0 +1,218 @@
+//! `nsgd run`: bridge two interfaces inline and enforce the policy on
+//! everything that crosses, until SIGINT or SIGTERM. SIGHUP (or `--watch`)
+//! reloads the policy; a policy with errors is rejected and the old one stays
+//! in force.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport};
+use crate::telemetry::flow_log::{self, FlowEvent};
+use crate::telemetry::metrics::MetricsServer;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy file (YAML or JSON).
+    policy: PathBuf,
+    /// An interface to bridge; give exactly two (`--port eth1 --port eth2`).
+    #[arg(long = "port", required = true, num_args = 1)]
+    ports: Vec<String>,
+    /// Worker threads, each with its own rings on both ports (PACKET_FANOUT
+    /// by flow hash). One suits a two-core machine that also runs traffic.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    #[command(flatten)]
+    dataplane: super::DataplaneArgs,
+    /// Re-check live flows against a reloaded policy (default: allowed flows
+    /// keep their decision, as Azure's do).
+    #[arg(long = "reevaluate-on-reload")]
+    reevaluate_on_reload: bool,
+    /// Reload the policy when its file changes (as well as on SIGHUP).
+    #[arg(long)]
+    watch: bool,
+    /// Print counters every this many seconds on standard error.
+    #[arg(long = "stats-interval")]
+    stats_interval: Option<f64>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Write NSG flow log (version 2) records to this file (rewritten every
+    /// minute and at exit).
+    #[arg(long = "flow-log")]
+    flow_log: Option<PathBuf>,
+    /// Print the final counters as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Receive ring block size, KiB (a block is handed over when full or
+    /// after the block timeout: smaller blocks mean lower latency).
+    #[arg(long = "rx-block-kib", default_value_t = 64)]
+    rx_block_kib: u32,
+    /// Receive ring blocks per port and worker.
+    #[arg(long = "rx-blocks", default_value_t = 256)]
+    rx_blocks: u32,
+}
+
+/// How often the control loop looks at signals, the policy file and timers.
+const TICK: Duration = Duration::from_millis(100);
+const FLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let [port_a, port_b] = args.ports.as_slice() else {
+        anyhow::bail!(
+            "give exactly two --port interfaces (got {})",
+            args.ports.len()
+        );
+    };
+    let program = Arc::new(super::load_program(&args.policy)?);
+    let mut options = LiveOptions::new(port_a, port_b);
+    options.workers = args.workers.max(1);
+    options.ring.rx_block_size = args.rx_block_kib.clamp(4, 1 << 16).next_power_of_two() * 1024;
+    options.ring.rx_blocks = args.rx_blocks.max(2);
+    args.dataplane.apply(&mut options.dataplane);
+    options.dataplane.pass_neighbour_discovery = options.dataplane.pass_non_ip;
+    options.dataplane.reevaluate_on_reload = args.reevaluate_on_reload;
+    options.dataplane.flow_log = args.flow_log.is_some();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hangup = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("cannot install signal handlers")?;
+
+    let bridge = Arc::new(Bridge::start(program, options)?);
+    let metrics = match &args.metrics {
+        Some(address) => {
+            let source = Arc::clone(&bridge);
+            let server = MetricsServer::start(address, move || prometheus(&source.report()))
+                .with_context(|| format!("cannot serve metrics on {address}"))?;
+            eprintln!("nsgd run: metrics on http://{}/metrics", server.address());
+            Some(server)
+        }
+        None => None,
+    };
+    eprintln!(
+        "nsgd run: forwarding between {port_a} and {port_b} ({} worker{}, policy {})",
+        args.workers.max(1),
+        if args.workers > 1 { "s" } else { "" },
+        args.policy.display()
+    );
+
+    let mut watched = args.watch.then(|| file_stamp(&args.policy));
+    let mut flow_events: Vec<FlowEvent> = Vec::new();
+    let mut last_flow_log = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut previous: Option<LiveReport> = None;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(TICK);
+        if !bridge.is_running() {
+            anyhow::bail!("a worker stopped unexpectedly; not forwarding");
+        }
+        let mut reload = hangup.swap(false, Ordering::AcqRel);
+        if let Some(stamp) = &mut watched {
+            let now = file_stamp(&args.policy);
+            if now != *stamp {
+                *stamp = now;
+                reload = true;
+            }
+        }
+        if reload {
+            match super::load_program(&args.policy) {
+                Ok(program) => {
+                    bridge.reload(Arc::new(program));
+                    eprintln!(
+                        "nsgd run: reloaded {} (generation {})",
+                        args.policy.display(),
+                        bridge.report().policy_generation
+                    );
+                }
+                Err(error) => {
+                    bridge.note_rejected_reload();
+                    eprintln!(
+                        "nsgd run: reload rejected, the previous policy stays in force: {error:#}"
+                    );
+                }
+            }
+        }
+        if let Some(seconds) = args.stats_interval {
+            let elapsed = last_stats.elapsed();
+            if elapsed.as_secs_f64() >= seconds {
+                last_stats = Instant::now();
+                let report = bridge.report();
+                eprintln!(
+                    "nsgd run: {}",
+                    status_line(&report, previous.as_ref(), elapsed.as_secs_f64())
+                );
+                previous = Some(report);
+            }
+        }
+        if let Some(path) = &args.flow_log {
+            flow_events.extend(bridge.take_flow_events());
+            if last_flow_log.elapsed() >= FLOW_LOG_INTERVAL {
+                last_flow_log = Instant::now();
+                write_flow_log(path, &flow_events)?;
+            }
+        }
+    }
+
+    // The metrics endpoint holds the other reference to the bridge.
+    drop(metrics);
+    let bridge = Arc::try_unwrap(bridge)
+        .map_err(|_| anyhow::anyhow!("the bridge is still shared at shutdown"))?;
+    let (report, events) = bridge.stop();
+    if let Some(path) = &args.flow_log {
+        flow_events.extend(events);
+        write_flow_log(path, &flow_events)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What identifies a version of the policy file (missing file: `None`).
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn write_flow_log(path: &Path, events: &[FlowEvent]) -> anyhow::Result<()> {
+    let (text, _skipped) = flow_log::render(events.to_vec());
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn print_summary(report: &LiveReport) {
+    let traffic = &report.traffic;
+    println!(
+        "nsgd run: stopped after {:.1} s: {} packets, {} bytes ({} reload{} applied, {} rejected)",
+        traffic.elapsed_seconds,
+        traffic.packets_in,
+        traffic.bytes_in,
+        report.reloads,
+        if report.reloads == 1 { "" } else { "s" },
+        report.reloads_rejected
+    );
+    super::replay::print_traffic(traffic);
+    for port in &report.ports {
+        let c = &port.counters;
+        println!(
+            "  port {:<10} rx {} tx {} kernel-drops {} tx-ring-full {} oversize {} checksum-offloaded {}",
+            port.interface,
+            c.received,
+            c.sent,
+            c.kernel_drops,
+            c.transmit_ring_full,
+            c.oversize,
+            c.checksum_offloaded
+        );
+    }
+}

@@ -1,0 +1,675 @@
+//! Live ports: one Linux interface seen through AF_PACKET sockets with
+//! memory-mapped rings. Receiving uses a TPACKET_V3 ring (the kernel fills
+//! whole blocks of frames and hands each block over at once, so a busy port
+//! costs one `poll` per block instead of one syscall per frame), joined to a
+//! PACKET_FANOUT group so several workers can share a port, each getting
+//! whole flows (the kernel's fanout hash is symmetric). Sending uses a
+//! TPACKET_V2 ring on a second socket that receives nothing: frames are
+//! copied into ring slots and one `send` hands the whole batch to the driver,
+//! bypassing the qdisc.
+//!
+//! This room moves bytes and knows nothing of policy. All `unsafe` of the
+//! crate that is not in tests lives here: raw socket options, the shared
+//! ring mappings and the status words the kernel and we take turns on.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+const ETH_P_ALL: u16 = 0x0003;
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_TX_RING: libc::c_int = 13;
+const PACKET_LOSS: libc::c_int = 14;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_FANOUT_HASH: u32 = 0;
+const TPACKET_V2: libc::c_int = 1;
+const TPACKET_V3: libc::c_int = 2;
+
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// Offset of frame data in a TPACKET_V2 transmit slot: the aligned header
+/// (`TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)`).
+const TX_DATA_OFFSET: usize = 32;
+
+/// Ring geometry of one port. The defaults hold about 16 MiB of received
+/// frames and 4096 frames waiting to be sent per socket.
+#[derive(Debug, Clone, Copy)]
+pub struct RingConfig {
+    /// Receive block size (a power of two, a multiple of the page size).
+    pub rx_block_size: u32,
+    pub rx_blocks: u32,
+    /// Milliseconds after which the kernel hands over a block that is not
+    /// full: the latency bound at low rates.
+    pub rx_block_timeout_ms: u32,
+    /// Transmit slot size; frames longer than the slot minus its header
+    /// cannot be sent (see [`TxRing::max_frame`]).
+    pub tx_frame_size: u32,
+    pub tx_frames: u32,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            rx_block_size: 1 << 18,
+            rx_blocks: 64,
+            rx_block_timeout_ms: 1,
+            tx_frame_size: 2048,
+            tx_frames: 4096,
+        }
+    }
+}
+
+/// Why a port could not be opened: the interface, the step and the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{interface}: {step}: {source}{}", hint(source))]
+pub struct PortError {
+    pub interface: String,
+    pub step: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+fn hint(error: &io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            " (needs CAP_NET_RAW and CAP_NET_ADMIN: run as root or `setcap cap_net_raw,cap_net_admin+ep nsgd`)"
+        }
+        Some(libc::ENODEV) => " (no such interface in this network namespace)",
+        _ => "",
+    }
+}
+
+fn os_error<T>(interface: &str, step: &'static str) -> Result<T, PortError> {
+    Err(PortError {
+        interface: interface.to_string(),
+        step,
+        source: io::Error::last_os_error(),
+    })
+}
+
+/// The interface index of `name`, or an error naming it.
+pub fn interface_index(name: &str) -> Result<u32, PortError> {
+    let c_name = CString::new(name).map_err(|_| PortError {
+        interface: name.to_string(),
+        step: "interface name",
+        source: io::Error::from(io::ErrorKind::InvalidInput),
+    })?;
+    // SAFETY: `c_name` is a valid NUL-terminated string for the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return os_error(name, "look up interface");
+    }
+    Ok(index)
+}
+
+fn packet_socket(interface: &str) -> Result<OwnedFd, PortError> {
+    // Protocol 0: the socket receives nothing until it is bound, so no frame
+    // of another interface slips in before the bind.
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return os_error(interface, "open AF_PACKET socket");
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn set_option<T>(
+    fd: RawFd,
+    name: libc::c_int,
+    value: &T,
+    interface: &str,
+    step: &'static str,
+) -> Result<(), PortError> {
+    // SAFETY: `value` points to a live `T` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_PACKET,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return os_error(interface, step);
+    }
+    Ok(())
+}
+
+fn bind(fd: RawFd, index: u32, protocol: u16, interface: &str) -> Result<(), PortError> {
+    // SAFETY: an all-zero sockaddr_ll is a valid value of the C struct.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as u16;
+    address.sll_protocol = protocol.to_be();
+    address.sll_ifindex = index as i32;
+    // SAFETY: `address` is a valid sockaddr_ll and its size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return os_error(interface, "bind to interface");
+    }
+    Ok(())
+}
+
+/// A shared mapping of a ring, unmapped on drop.
+struct Mapping {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; the kernel's side
+// is synchronised through the ring status words.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(fd: RawFd, len: usize, interface: &str) -> Result<Self, PortError> {
+        // SAFETY: maps the ring the kernel just set up on `fd`; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED,
+                fd,
+                0,
+            )
+        };
+        let base = if base == libc::MAP_FAILED {
+            // MAP_LOCKED fails under a low RLIMIT_MEMLOCK; fall back to an
+            // unlocked mapping rather than refuse to run.
+            // SAFETY: as above, without MAP_LOCKED.
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                )
+            };
+            if base == libc::MAP_FAILED {
+                return os_error(interface, "map ring");
+            }
+            base
+        } else {
+            base
+        };
+        Ok(Mapping {
+            base: base.cast(),
+            len,
+        })
+    }
+
+    /// The status word at `offset` (4-byte aligned, inside the mapping).
+    fn status(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset % 4 == 0 && offset + 4 <= self.len);
+        // SAFETY: `offset` is inside the mapping and aligned; the kernel and
+        // we both access this word atomically.
+        unsafe { &*(self.base.add(offset) as *const AtomicU32) }
+    }
+
+    fn read_u32(&self, offset: usize) -> u32 {
+        debug_assert!(offset + 4 <= self.len);
+        // SAFETY: inside the mapping; the word belongs to user space while
+        // the block's status says so (checked by the callers).
+        unsafe { std::ptr::read_unaligned(self.base.add(offset) as *const u32) }
+    }
+
+    fn read_u16(&self, offset: usize) -> u16 {
+        debug_assert!(offset + 2 <= self.len);
+        // SAFETY: as `read_u32`.
+        unsafe { std::ptr::read_unaligned(self.base.add(offset) as *const u16) }
+    }
+
+    fn slice(&self, offset: usize, len: usize) -> &[u8] {
+        debug_assert!(offset + len <= self.len);
+        // SAFETY: inside the mapping; user space owns these bytes while the
+        // block or slot status says so.
+        unsafe { std::slice::from_raw_parts(self.base.add(offset), len) }
+    }
+
+    fn slice_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        debug_assert!(offset + len <= self.len);
+        // SAFETY: inside the mapping; the slot is ours (status available)
+        // and `&mut self` rules out another borrow of it.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(offset), len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
+/// What the kernel says about a receive ring since the previous call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RxKernelStats {
+    pub packets: u64,
+    /// Frames the kernel dropped because the ring was full: never seen,
+    /// never forwarded (fail closed).
+    pub drops: u64,
+}
+
+/// A receive ring: TPACKET_V3 on one interface.
+pub struct RxRing {
+    fd: OwnedFd,
+    map: Mapping,
+    block_size: usize,
+    blocks: usize,
+    next_block: usize,
+    interface: String,
+}
+
+/// One received frame, borrowed from the ring.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'a> {
+    /// The frame as captured (without a VLAN tag the driver stripped).
+    pub data: &'a [u8],
+    /// Length on the wire; longer than `data` when the frame was cut.
+    pub wire_len: u32,
+    /// A VLAN tag the driver took out of the frame: (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+    /// The checksum is left for the sending NIC to fill in (offload); the
+    /// frame's L4 checksum is not valid as it stands.
+    pub checksum_pending: bool,
+}
+
+impl RxRing {
+    /// Opens a receive ring on `interface`; `fanout` joins the hash fanout
+    /// group of that id; `promiscuous` asks for every frame on the wire.
+    pub fn open(
+        interface: &str,
+        config: &RingConfig,
+        fanout: Option<u16>,
+        promiscuous: bool,
+    ) -> Result<RxRing, PortError> {
+        let index = interface_index(interface)?;
+        let fd = packet_socket(interface)?;
+        let raw = fd.as_raw_fd();
+        set_option(
+            raw,
+            PACKET_VERSION,
+            &TPACKET_V3,
+            interface,
+            "select TPACKET_V3",
+        )?;
+        let block_size = config.rx_block_size as usize;
+        let frame_size = 2048u32;
+        let request = TpacketReq3 {
+            tp_block_size: config.rx_block_size,
+            tp_block_nr: config.rx_blocks,
+            tp_frame_size: frame_size,
+            tp_frame_nr: config.rx_block_size / frame_size * config.rx_blocks,
+            tp_retire_blk_tov: config.rx_block_timeout_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        set_option(
+            raw,
+            PACKET_RX_RING,
+            &request,
+            interface,
+            "set up receive ring",
+        )?;
+        let map = Mapping::new(raw, block_size * config.rx_blocks as usize, interface)?;
+        set_option(
+            raw,
+            PACKET_IGNORE_OUTGOING,
+            &1i32,
+            interface,
+            "ignore outgoing frames",
+        )?;
+        bind(raw, index, ETH_P_ALL, interface)?;
+        if promiscuous {
+            let membership = PacketMreq {
+                mr_ifindex: index as i32,
+                mr_type: PACKET_MR_PROMISC,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            set_option(
+                raw,
+                PACKET_ADD_MEMBERSHIP,
+                &membership,
+                interface,
+                "enter promiscuous mode",
+            )?;
+        }
+        if let Some(group) = fanout {
+            let argument: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
+            set_option(
+                raw,
+                PACKET_FANOUT,
+                &argument,
+                interface,
+                "join fanout group",
+            )?;
+        }
+        Ok(RxRing {
+            fd,
+            map,
+            block_size,
+            blocks: config.rx_blocks as usize,
+            next_block: 0,
+            interface: interface.to_string(),
+        })
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Calls `each` for every frame of the next block the kernel has handed
+    /// over, then gives the block back. Returns the number of frames, `None`
+    /// when no block is ready.
+    pub fn drain_block(&mut self, mut each: impl FnMut(RxFrame<'_>)) -> Option<usize> {
+        let block = self.next_block * self.block_size;
+        // Block descriptor: tpacket_block_desc with tpacket_hdr_v1 at 8.
+        let status = self.map.status(block + 8);
+        if status.load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            return None;
+        }
+        let count = self.map.read_u32(block + 12) as usize;
+        let mut offset = self.map.read_u32(block + 16) as usize;
+        let end = block + self.block_size;
+        let mut seen = 0;
+        for _ in 0..count {
+            let header = block + offset;
+            // Offsets come from the kernel; check them anyway so a bad one
+            // ends the block instead of reading outside it.
+            if offset < 48 || header + 48 > end {
+                break;
+            }
+            let next = self.map.read_u32(header) as usize;
+            let snaplen = self.map.read_u32(header + 12) as usize;
+            let wire_len = self.map.read_u32(header + 16);
+            let frame_status = self.map.read_u32(header + 20);
+            let mac = self.map.read_u16(header + 24) as usize;
+            if header + mac + snaplen > end {
+                break;
+            }
+            let vlan = (frame_status & TP_STATUS_VLAN_VALID != 0).then(|| {
+                let tci = self.map.read_u32(header + 32) as u16;
+                let tpid = if frame_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    self.map.read_u16(header + 36)
+                } else {
+                    0x8100
+                };
+                (tpid, tci)
+            });
+            each(RxFrame {
+                data: self.map.slice(header + mac, snaplen),
+                wire_len,
+                vlan,
+                checksum_pending: frame_status & TP_STATUS_CSUMNOTREADY != 0,
+            });
+            seen += 1;
+            if next == 0 {
+                break;
+            }
+            offset += next;
+        }
+        status.store(TP_STATUS_KERNEL, Ordering::Release);
+        self.next_block = (self.next_block + 1) % self.blocks;
+        Some(seen)
+    }
+
+    /// Frames received and dropped by the kernel since the previous call.
+    pub fn kernel_stats(&self) -> RxKernelStats {
+        let mut stats = TpacketStatsV3::default();
+        let mut len = std::mem::size_of::<TpacketStatsV3>() as libc::socklen_t;
+        // SAFETY: `stats` is a writable buffer of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut stats as *mut TpacketStatsV3).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return RxKernelStats::default();
+        }
+        RxKernelStats {
+            packets: u64::from(stats.tp_packets),
+            drops: u64::from(stats.tp_drops),
+        }
+    }
+}
+
+/// Why a frame was not queued for sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxRefusal {
+    /// Longer than a transmit slot holds.
+    Oversize,
+    /// Every slot is waiting for the driver.
+    RingFull,
+}
+
+/// A transmit ring: TPACKET_V2 on a socket that receives nothing.
+pub struct TxRing {
+    fd: OwnedFd,
+    map: Mapping,
+    frame_size: usize,
+    frames: usize,
+    head: usize,
+    queued: usize,
+    /// Frames the kernel rejected (malformed for the device).
+    pub rejected: u64,
+    interface: String,
+}
+
+impl TxRing {
+    pub fn open(interface: &str, config: &RingConfig) -> Result<TxRing, PortError> {
+        let index = interface_index(interface)?;
+        let fd = packet_socket(interface)?;
+        let raw = fd.as_raw_fd();
+        set_option(
+            raw,
+            PACKET_VERSION,
+            &TPACKET_V2,
+            interface,
+            "select TPACKET_V2",
+        )?;
+        set_option(raw, PACKET_QDISC_BYPASS, &1i32, interface, "bypass qdisc")?;
+        // Skip a malformed frame instead of stalling the ring on it.
+        set_option(raw, PACKET_LOSS, &1i32, interface, "set PACKET_LOSS")?;
+        let frame_size = config.tx_frame_size;
+        let frames_per_block = 16u32;
+        let request = TpacketReq {
+            tp_block_size: frame_size * frames_per_block,
+            tp_block_nr: config.tx_frames.div_ceil(frames_per_block),
+            tp_frame_size: frame_size,
+            tp_frame_nr: config.tx_frames.div_ceil(frames_per_block) * frames_per_block,
+        };
+        set_option(
+            raw,
+            PACKET_TX_RING,
+            &request,
+            interface,
+            "set up transmit ring",
+        )?;
+        let frames = request.tp_frame_nr as usize;
+        let map = Mapping::new(raw, frames * frame_size as usize, interface)?;
+        bind(raw, index, 0, interface)?;
+        Ok(TxRing {
+            fd,
+            map,
+            frame_size: frame_size as usize,
+            frames,
+            head: 0,
+            queued: 0,
+            rejected: 0,
+            interface: interface.to_string(),
+        })
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The longest frame (VLAN tag included) a slot holds.
+    pub fn max_frame(&self) -> usize {
+        self.frame_size - TX_DATA_OFFSET
+    }
+
+    /// Copies `frame` into the next free slot, re-inserting a VLAN tag the
+    /// receiving driver stripped, and marks it for sending at the next
+    /// [`flush`](Self::flush).
+    pub fn queue(&mut self, frame: &RxFrame<'_>) -> Result<(), TxRefusal> {
+        let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
+        let len = frame.data.len() + tag_len;
+        if len > self.max_frame() || (tag_len > 0 && frame.data.len() < 12) {
+            return Err(TxRefusal::Oversize);
+        }
+        let slot = self.head * self.frame_size;
+        let status = self.map.status(slot).load(Ordering::Acquire);
+        if status == TP_STATUS_WRONG_FORMAT {
+            self.rejected += 1;
+        } else if status != 0 {
+            // Still queued or being sent: let the kernel catch up once.
+            self.flush();
+            if self.map.status(slot).load(Ordering::Acquire) & !TP_STATUS_WRONG_FORMAT != 0 {
+                return Err(TxRefusal::RingFull);
+            }
+        }
+        let data = self.map.slice_mut(slot + TX_DATA_OFFSET, len);
+        match frame.vlan {
+            Some((tpid, tci)) => {
+                data[..12].copy_from_slice(&frame.data[..12]);
+                data[12..14].copy_from_slice(&tpid.to_be_bytes());
+                data[14..16].copy_from_slice(&tci.to_be_bytes());
+                data[16..].copy_from_slice(&frame.data[12..]);
+            }
+            None => data.copy_from_slice(frame.data),
+        }
+        // tpacket2_hdr: tp_len at 4, tp_snaplen at 8.
+        let header = self.map.slice_mut(slot, 12);
+        header[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+        header[8..12].copy_from_slice(&(len as u32).to_ne_bytes());
+        fence(Ordering::Release);
+        self.map
+            .status(slot)
+            .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+        self.head = (self.head + 1) % self.frames;
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Hands every queued frame to the driver: one syscall per batch.
+    pub fn flush(&mut self) {
+        if self.queued == 0 {
+            return;
+        }
+        self.queued = 0;
+        // SAFETY: a zero-length send on our own socket asks the kernel to
+        // transmit the slots marked SEND_REQUEST; no user buffer is passed.
+        unsafe {
+            libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT);
+        }
+    }
+}
+
+/// Waits until one of `fds` has data or `timeout_ms` passes. Returns false
+/// on a timeout or an interrupted wait.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> bool {
+    let mut polls = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 8];
+    let count = fds.len().min(polls.len());
+    for (poll, &fd) in polls.iter_mut().zip(&fds[..count]) {
+        poll.fd = fd;
+        poll.events = libc::POLLIN | libc::POLLERR;
+    }
+    // SAFETY: `polls` holds `count` initialised pollfd entries.
+    let rc = unsafe { libc::poll(polls.as_mut_ptr(), count as libc::nfds_t, timeout_ms) };
+    rc > 0
+}
+
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+}
+
+#[repr(C)]
+struct TpacketReq3 {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+    tp_retire_blk_tov: u32,
+    tp_sizeof_priv: u32,
+    tp_feature_req_word: u32,
+}
+
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: i32,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStatsV3 {
+    tp_packets: u32,
+    tp_drops: u32,
+    tp_freeze_q_cnt: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_interface_is_named_in_the_error() {
+        let error = interface_index("nsgd-no-such0").expect_err("no such interface");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("nsgd-no-such0: look up interface"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn interface_names_with_nul_are_refused() {
+        assert!(interface_index("a\0b").is_err());
+    }
+}

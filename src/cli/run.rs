@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::io::live::RxLayout;
 use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport};
 use crate::telemetry::flow_log::{self, FlowEvent};
 use crate::telemetry::metrics::MetricsServer;
@@ -48,6 +49,10 @@ pub struct Args {
     /// Print the final counters as one JSON document.
     #[arg(long)]
     json: bool,
+    /// Receive ring layout: `frames` (TPACKET_V2, each frame handed over at
+    /// once) or `blocks` (TPACKET_V3, frames packed in blocks).
+    #[arg(long = "rx-ring", default_value = "frames", value_parser = ["frames", "blocks"])]
+    rx_ring: String,
     /// Receive ring block size, KiB (a block is handed over when full or
     /// after the block timeout: smaller blocks mean lower latency).
     #[arg(long = "rx-block-kib", default_value_t = 64)]
@@ -73,6 +78,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.workers = args.workers.max(1);
     options.ring.rx_block_size = args.rx_block_kib.clamp(4, 1 << 16).next_power_of_two() * 1024;
     options.ring.rx_blocks = args.rx_blocks.max(2);
+    options.ring.rx_layout = if args.rx_ring == "blocks" {
+        RxLayout::Blocks
+    } else {
+        RxLayout::Frames
+    };
     args.dataplane.apply(&mut options.dataplane);
     options.dataplane.pass_neighbour_discovery = options.dataplane.pass_non_ip;
     options.dataplane.reevaluate_on_reload = args.reevaluate_on_reload;

@@ -50,6 +50,8 @@ const TX_DATA_OFFSET: usize = 32;
 /// frames and 4096 frames waiting to be sent per socket.
 #[derive(Debug, Clone, Copy)]
 pub struct RingConfig {
+    /// Receive ring layout.
+    pub rx_layout: RxLayout,
     /// Receive block size (a power of two, a multiple of the page size).
     pub rx_block_size: u32,
     pub rx_blocks: u32,
@@ -65,6 +67,7 @@ pub struct RingConfig {
 impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {
+            rx_layout: RxLayout::Frames,
             rx_block_size: 1 << 18,
             rx_blocks: 64,
             rx_block_timeout_ms: 1,
@@ -72,6 +75,18 @@ impl Default for RingConfig {
             tx_frames: 4096,
         }
     }
+}
+
+/// How the receive ring hands frames over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxLayout {
+    /// TPACKET_V2: fixed 2 KiB slots, each frame handed over as soon as it
+    /// lands. Lowest latency: what a bridge carrying TCP wants.
+    Frames,
+    /// TPACKET_V3: variable-size frames packed into blocks, a block handed
+    /// over when full or after `rx_block_timeout_ms`. Fewer wake-ups under
+    /// load, but a quiet direction (TCP's ACKs) waits for the timeout.
+    Blocks,
 }
 
 /// Why a port could not be opened: the interface, the step and the OS error.
@@ -280,11 +295,17 @@ pub struct RxKernelStats {
 pub struct RxRing {
     fd: OwnedFd,
     map: Mapping,
-    block_size: usize,
-    blocks: usize,
-    next_block: usize,
+    layout: RxLayout,
+    /// Block size (V3) or slot size (V2).
+    unit_size: usize,
+    units: usize,
+    next_unit: usize,
     interface: String,
 }
+
+/// Frame slot size of a TPACKET_V2 receive ring: a 1514-byte frame (plus a
+/// VLAN tag) after the header.
+const RX_FRAME_SIZE: u32 = 2048;
 
 /// One received frame, borrowed from the ring.
 #[derive(Debug, Clone, Copy)]
@@ -312,32 +333,59 @@ impl RxRing {
         let index = interface_index(interface)?;
         let fd = packet_socket(interface)?;
         let raw = fd.as_raw_fd();
-        set_option(
-            raw,
-            PACKET_VERSION,
-            &TPACKET_V3,
-            interface,
-            "select TPACKET_V3",
-        )?;
-        let block_size = config.rx_block_size as usize;
-        let frame_size = 2048u32;
-        let request = TpacketReq3 {
-            tp_block_size: config.rx_block_size,
-            tp_block_nr: config.rx_blocks,
-            tp_frame_size: frame_size,
-            tp_frame_nr: config.rx_block_size / frame_size * config.rx_blocks,
-            tp_retire_blk_tov: config.rx_block_timeout_ms,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+        let (unit_size, units) = match config.rx_layout {
+            RxLayout::Blocks => {
+                set_option(
+                    raw,
+                    PACKET_VERSION,
+                    &TPACKET_V3,
+                    interface,
+                    "select TPACKET_V3",
+                )?;
+                let request = TpacketReq3 {
+                    tp_block_size: config.rx_block_size,
+                    tp_block_nr: config.rx_blocks,
+                    tp_frame_size: RX_FRAME_SIZE,
+                    tp_frame_nr: config.rx_block_size / RX_FRAME_SIZE * config.rx_blocks,
+                    tp_retire_blk_tov: config.rx_block_timeout_ms,
+                    tp_sizeof_priv: 0,
+                    tp_feature_req_word: 0,
+                };
+                set_option(
+                    raw,
+                    PACKET_RX_RING,
+                    &request,
+                    interface,
+                    "set up receive ring",
+                )?;
+                (config.rx_block_size as usize, config.rx_blocks as usize)
+            }
+            RxLayout::Frames => {
+                set_option(
+                    raw,
+                    PACKET_VERSION,
+                    &TPACKET_V2,
+                    interface,
+                    "select TPACKET_V2",
+                )?;
+                let per_block = config.rx_block_size / RX_FRAME_SIZE;
+                let request = TpacketReq {
+                    tp_block_size: config.rx_block_size,
+                    tp_block_nr: config.rx_blocks,
+                    tp_frame_size: RX_FRAME_SIZE,
+                    tp_frame_nr: per_block * config.rx_blocks,
+                };
+                set_option(
+                    raw,
+                    PACKET_RX_RING,
+                    &request,
+                    interface,
+                    "set up receive ring",
+                )?;
+                (RX_FRAME_SIZE as usize, request.tp_frame_nr as usize)
+            }
         };
-        set_option(
-            raw,
-            PACKET_RX_RING,
-            &request,
-            interface,
-            "set up receive ring",
-        )?;
-        let map = Mapping::new(raw, block_size * config.rx_blocks as usize, interface)?;
+        let map = Mapping::new(raw, unit_size * units, interface)?;
         set_option(
             raw,
             PACKET_IGNORE_OUTGOING,
@@ -374,9 +422,10 @@ impl RxRing {
         Ok(RxRing {
             fd,
             map,
-            block_size,
-            blocks: config.rx_blocks as usize,
-            next_block: 0,
+            layout: config.rx_layout,
+            unit_size,
+            units,
+            next_unit: 0,
             interface: interface.to_string(),
         })
     }
@@ -389,11 +438,60 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
-    /// Calls `each` for every frame of the next block the kernel has handed
-    /// over, then gives the block back. Returns the number of frames, `None`
-    /// when no block is ready.
-    pub fn drain_block(&mut self, mut each: impl FnMut(RxFrame<'_>)) -> Option<usize> {
-        let block = self.next_block * self.block_size;
+    /// Calls `each` for the frames the kernel has handed over (the next
+    /// block, or up to `max_frames` slots) and gives them back. Returns the
+    /// number of frames, `None` when nothing was ready.
+    pub fn drain(&mut self, max_frames: usize, each: impl FnMut(RxFrame<'_>)) -> Option<usize> {
+        match self.layout {
+            RxLayout::Blocks => self.drain_block(each),
+            RxLayout::Frames => self.drain_slots(max_frames, each),
+        }
+    }
+
+    fn drain_slots(
+        &mut self,
+        max_frames: usize,
+        mut each: impl FnMut(RxFrame<'_>),
+    ) -> Option<usize> {
+        let mut seen = 0;
+        while seen < max_frames {
+            let slot = self.next_unit * self.unit_size;
+            // tpacket2_hdr: status 0, len 4, snaplen 8, mac 12, vlan 24/26.
+            let status_word = self.map.status(slot);
+            let status = status_word.load(Ordering::Acquire);
+            if status & TP_STATUS_USER == 0 {
+                break;
+            }
+            let wire_len = self.map.read_u32(slot + 4);
+            let snaplen = self.map.read_u32(slot + 8) as usize;
+            let mac = self.map.read_u16(slot + 12) as usize;
+            if mac >= 32 && mac + snaplen <= self.unit_size {
+                let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tci = self.map.read_u16(slot + 24);
+                    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        self.map.read_u16(slot + 26)
+                    } else {
+                        0x8100
+                    };
+                    (tpid, tci)
+                });
+                each(RxFrame {
+                    data: self.map.slice(slot + mac, snaplen),
+                    wire_len,
+                    vlan,
+                    checksum_pending: status & TP_STATUS_CSUMNOTREADY != 0,
+                });
+            }
+            seen += 1;
+            status_word.store(TP_STATUS_KERNEL, Ordering::Release);
+            self.next_unit = (self.next_unit + 1) % self.units;
+        }
+        (seen > 0).then_some(seen)
+    }
+
+    /// The next TPACKET_V3 block, if the kernel has handed it over.
+    fn drain_block(&mut self, mut each: impl FnMut(RxFrame<'_>)) -> Option<usize> {
+        let block = self.next_unit * self.unit_size;
         // Block descriptor: tpacket_block_desc with tpacket_hdr_v1 at 8.
         let status = self.map.status(block + 8);
         if status.load(Ordering::Acquire) & TP_STATUS_USER == 0 {
@@ -401,7 +499,7 @@ impl RxRing {
         }
         let count = self.map.read_u32(block + 12) as usize;
         let mut offset = self.map.read_u32(block + 16) as usize;
-        let end = block + self.block_size;
+        let end = block + self.unit_size;
         let mut seen = 0;
         for _ in 0..count {
             let header = block + offset;
@@ -440,7 +538,7 @@ impl RxRing {
             offset += next;
         }
         status.store(TP_STATUS_KERNEL, Ordering::Release);
-        self.next_block = (self.next_block + 1) % self.blocks;
+        self.next_unit = (self.next_unit + 1) % self.units;
         Some(seen)
     }
 

@@ -1,0 +1,734 @@
+//! `nsgd run` end to end: a client and a server in their own network
+//! namespaces, joined only through a third namespace where nsgd bridges two
+//! veth ports (no kernel forwarding there), with real programs on both ends
+//! (curl, python3's http.server, ping, UDP sockets).
+//!
+//! Needs root (network namespaces, AF_PACKET) and iproute2, ethtool, curl,
+//! ping and python3; each test skips with a message where they are missing.
+//! Every lab has its own uniquely named namespaces, removed on drop — also
+//! when a test fails. Tests run one at a time: they measure behaviour under
+//! load and must not share two cores with each other.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
+
+const CLIENT_IP: &str = "10.20.1.10";
+const SERVER_IP: &str = "10.20.2.20";
+
+fn nsgd() -> &'static str {
+    env!("CARGO_BIN_EXE_nsgd")
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Why this machine cannot run the lab, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root (network namespaces and AF_PACKET need it)".into());
+    }
+    for program in ["ip", "ethtool", "curl", "ping", "python3"] {
+        if !have(program) {
+            return Some(format!("{program} is not installed"));
+        }
+    }
+    None
+}
+
+macro_rules! lab_or_skip {
+    () => {{
+        let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = missing_prerequisite() {
+            eprintln!("skipping live lab test: {why}");
+            return;
+        }
+        (guard, Lab::new())
+    }};
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+fn must(args: &[&str]) {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three namespaces: client (c0) — nva (n0, n1) — server (s0).
+struct Lab {
+    prefix: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let prefix = format!(
+            "nsgdt{}x{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            prefix,
+            dir,
+            children: Vec::new(),
+        };
+        for ns in ["client", "nva", "server"] {
+            must(&["ip", "netns", "add", &lab.ns(ns)]);
+            must(&["ip", "-n", &lab.ns(ns), "link", "set", "lo", "up"]);
+        }
+        let (client, nva, server) = (lab.ns("client"), lab.ns("nva"), lab.ns("server"));
+        must(&[
+            "ip", "link", "add", "c0", "netns", &client, "type", "veth", "peer", "name", "n0",
+            "netns", &nva,
+        ]);
+        must(&[
+            "ip", "link", "add", "s0", "netns", &server, "type", "veth", "peer", "name", "n1",
+            "netns", &nva,
+        ]);
+        for (ns, interface) in [(&client, "c0"), (&nva, "n0"), (&nva, "n1"), (&server, "s0")] {
+            // Checksums filled in by the sender and no GRO aggregates: frames
+            // cross the bridge byte for byte (see the README).
+            let _ = run(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", interface, "tso", "off", "gso", "off",
+                "gro", "off", "tx", "off", "rx", "off",
+            ]);
+            must(&["ip", "-n", ns, "link", "set", interface, "up"]);
+        }
+        must(&[
+            "ip",
+            "-n",
+            &client,
+            "addr",
+            "add",
+            "10.20.1.10/16",
+            "dev",
+            "c0",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &server,
+            "addr",
+            "add",
+            "10.20.2.20/16",
+            "dev",
+            "s0",
+        ]);
+        lab
+    }
+
+    fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A command run inside a namespace.
+    fn exec(&self, role: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns(role)]).args(args);
+        command
+    }
+
+    fn spawn(&mut self, role: &str, args: &[&str]) -> usize {
+        let child = self
+            .exec(role, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Starts an HTTP server in the server namespace serving `self.dir`.
+    fn http_server(&mut self, port: u16) {
+        let dir = self.dir.display().to_string();
+        self.spawn(
+            "server",
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                SERVER_IP,
+                "--directory",
+                &dir,
+            ],
+        );
+        self.wait_for_listener(port);
+    }
+
+    fn wait_for_listener(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = self
+                .exec("server", &["ss", "-ltnH", &format!("sport = :{port}")])
+                .output()
+                .unwrap();
+            if !out.stdout.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server on port {port} did not start");
+    }
+
+    /// Starts `nsgd run` in the middle namespace and waits until it forwards.
+    fn start_nsgd(&mut self, policy: &Path, extra: &[&str]) -> Nsgd {
+        let stdout = std::fs::File::create(self.path("nsgd.out")).unwrap();
+        let stderr = std::fs::File::create(self.path("nsgd.err")).unwrap();
+        let policy = policy.display().to_string();
+        let mut args = vec![
+            nsgd(),
+            "run",
+            &policy,
+            "--port",
+            "n0",
+            "--port",
+            "n1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let child = self
+            .exec("nva", &args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let nsgd = Nsgd {
+            child,
+            stdout: self.path("nsgd.out"),
+            stderr: self.path("nsgd.err"),
+        };
+        nsgd.wait_for_log("forwarding between n0 and n1", 1);
+        nsgd
+    }
+
+    fn curl(&self, port: u16, file: &str, extra: &[&str]) -> Output {
+        let url = format!("http://{SERVER_IP}:{port}/{file}");
+        let out = self.path(&format!("got-{port}-{file}"));
+        let out = out.display().to_string();
+        let mut args = vec!["curl", "-sS", "--max-time", "30", "-o", &out];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        self.exec("client", &args).output().unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in ["client", "nva", "server"] {
+            // Deleting a namespace kills nothing, but its processes were
+            // ours and are gone; this removes the veths with it.
+            let _ = run(&["ip", "netns", "del", &self.ns(ns)]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `nsgd run`.
+struct Nsgd {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Nsgd {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until `needle` appears `times` times in the standard error.
+    fn wait_for_log(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.log().matches(needle).count() >= times {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nsgd never said {needle:?}; its log:\n{}", self.log());
+    }
+
+    fn signal(&self, signal: &str) {
+        must(&["kill", &format!("-{signal}"), &self.child.id().to_string()]);
+    }
+
+    /// Stops nsgd with SIGTERM and returns its final JSON report.
+    fn stop(mut self) -> serde_json::Value {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "nsgd failed: {}", self.log());
+                break;
+            }
+            assert!(Instant::now() < deadline, "nsgd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut text = String::new();
+        std::fs::File::open(&self.stdout)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON ({e}): {text}"))
+    }
+}
+
+impl Drop for Nsgd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/live-lab.yaml")
+}
+
+/// A copy of the lab policy the test can edit.
+fn editable_policy(lab: &Lab) -> PathBuf {
+    let path = lab.path("policy.yaml");
+    std::fs::copy(policy(), &path).unwrap();
+    path
+}
+
+fn write_file(lab: &Lab, name: &str, len: usize) -> Vec<u8> {
+    // Deterministic, incompressible-looking content.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(lab.path(name), &data).unwrap();
+    data
+}
+
+fn hits(report: &serde_json::Value, nsg: &str, rule: &str) -> u64 {
+    report["rule_hits"][nsg][rule].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn allowed_port_transfers_intact_denied_port_does_not_connect() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let data = write_file(&lab, "file.bin", 3_000_000);
+    lab.http_server(8080);
+    lab.http_server(8081);
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+
+    let got = lab.curl(8080, "file.bin", &[]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let received = std::fs::read(lab.path("got-8080-file.bin")).unwrap();
+    assert!(received == data, "the file changed on the way");
+
+    let denied = lab.curl(8081, "file.bin", &["--connect-timeout", "2"]);
+    assert!(!denied.status.success(), "port 8081 must not connect");
+
+    let report = nsgd.stop();
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Web"), 1, "{report:#}");
+    assert!(hits(&report, "servers-nsg", "Deny-Rest") >= 1, "{report:#}");
+    assert!(report["packets_denied"].as_u64().unwrap() >= 1);
+    // Every packet is accounted for, and what was allowed went out.
+    let ports = report["ports"].as_array().unwrap();
+    let received: u64 = ports.iter().map(|p| p["received"].as_u64().unwrap()).sum();
+    let sent: u64 = ports.iter().map(|p| p["sent"].as_u64().unwrap()).sum();
+    assert_eq!(received, report["packets_in"].as_u64().unwrap());
+    assert_eq!(sent, report["packets_allowed"].as_u64().unwrap());
+}
+
+#[test]
+fn replies_need_no_rule_but_the_server_cannot_open_connections_to_the_client() {
+    let (_serial, mut lab) = lab_or_skip!();
+    write_file(&lab, "small.bin", 10_000);
+    lab.http_server(8080);
+    // A listener on the client: the clients' NSG denies all inbound.
+    lab.spawn(
+        "client",
+        &["python3", "-m", "http.server", "8080", "--bind", CLIENT_IP],
+    );
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+
+    assert!(lab.curl(8080, "small.bin", &[]).status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let reverse = lab
+        .exec(
+            "server",
+            &[
+                "curl",
+                "-sS",
+                "--connect-timeout",
+                "2",
+                "-o",
+                "/dev/null",
+                &format!("http://{CLIENT_IP}:8080/"),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(!reverse.status.success(), "server -> client must be denied");
+
+    let report = nsgd.stop();
+    assert!(
+        hits(&report, "clients-nsg", "Deny-All-Inbound") >= 1,
+        "{report:#}"
+    );
+    assert!(report["allowed_by_reason"]["established"].as_u64().unwrap() > 0);
+}
+
+const UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+got = 0
+for i in range(3):
+    s.sendto(b"ping %d" % i, (sys.argv[1], int(sys.argv[2])))
+    try:
+        data, _ = s.recvfrom(100)
+        got += data == b"ping %d" % i
+    except socket.timeout:
+        pass
+print(got)
+"#;
+
+const UDP_ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)
+"#;
+
+#[test]
+fn udp_request_response_and_ping_follow_the_policy() {
+    let (_serial, mut lab) = lab_or_skip!();
+    lab.spawn("server", &["python3", "-c", UDP_ECHO, SERVER_IP, "9000"]);
+    lab.spawn("server", &["python3", "-c", UDP_ECHO, SERVER_IP, "9001"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+
+    let echoes = |port: &str| {
+        let out = lab
+            .exec("client", &["python3", "-c", UDP_CLIENT, SERVER_IP, port])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(echoes("9000"), "3", "allowed UDP port must echo");
+    assert_eq!(echoes("9001"), "0", "denied UDP port must not");
+
+    let ping = lab
+        .exec(
+            "client",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "1", SERVER_IP],
+        )
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "ping is allowed");
+    let ping_back = lab
+        .exec(
+            "server",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "1", CLIENT_IP],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !ping_back.status.success(),
+        "the clients' NSG denies ping in"
+    );
+
+    let report = nsgd.stop();
+    assert_eq!(
+        hits(&report, "servers-nsg", "Allow-UdpEcho"),
+        1,
+        "{report:#}"
+    );
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Ping"), 1, "{report:#}");
+    assert!(
+        report["allowed_by_reason"]["non-ip"].as_u64().unwrap() >= 2,
+        "ARP passes"
+    );
+}
+
+#[test]
+fn drop_non_ip_stops_arp_so_nothing_resolves() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let nsgd = lab.start_nsgd(&policy(), &["--drop-non-ip"]);
+    let ping = lab
+        .exec(
+            "client",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "1", SERVER_IP],
+        )
+        .output()
+        .unwrap();
+    assert!(!ping.status.success());
+    let report = nsgd.stop();
+    assert!(
+        report["denied_by_reason"]["non-ip"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+}
+
+/// Replaces the access of one rule in the policy text.
+fn set_access(policy: &Path, rule: &str, access: &str) {
+    let text = std::fs::read_to_string(policy).unwrap();
+    let start = text.find(&format!("name: {rule}")).expect("rule in policy");
+    let at = start + text[start..].find("access: ").unwrap() + "access: ".len();
+    let end = at + text[at..].find('\n').unwrap();
+    let edited = format!("{}{access}{}", &text[..at], &text[end..]);
+    std::fs::write(policy, edited).unwrap();
+}
+
+#[test]
+fn reload_mid_transfer_keeps_it_and_applies_to_new_connections_only() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let data = write_file(&lab, "long.bin", 6_000_000);
+    lab.http_server(8080);
+    let policy = editable_policy(&lab);
+    let nsgd = lab.start_nsgd(&policy, &[]);
+
+    // About three seconds of transfer at 2 MB/s.
+    let url = format!("http://{SERVER_IP}:8080/long.bin");
+    let out = lab.path("long-copy.bin").display().to_string();
+    let transfer = lab
+        .exec(
+            "client",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "30",
+                "--limit-rate",
+                "2M",
+                "-o",
+                &out,
+                &url,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+
+    // A broken policy is rejected and changes nothing.
+    std::fs::write(&policy, "vnets: [").unwrap();
+    nsgd.signal("HUP");
+    nsgd.wait_for_log("reload rejected", 1);
+
+    // Deny the web port: new connections only.
+    std::fs::copy(self::policy(), &policy).unwrap();
+    set_access(&policy, "Allow-Web", "Deny");
+    nsgd.signal("HUP");
+    nsgd.wait_for_log("reloaded", 1);
+    let refused = lab.curl(8080, "long.bin", &["--connect-timeout", "2"]);
+    assert!(!refused.status.success(), "new connection after the edit");
+
+    let finished = transfer.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "the transfer broke: {}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    assert!(std::fs::read(lab.path("long-copy.bin")).unwrap() == data);
+
+    let report = nsgd.stop();
+    assert_eq!(report["reloads"].as_u64(), Some(1), "{report:#}");
+    assert_eq!(report["reloads_rejected"].as_u64(), Some(1));
+    assert_eq!(report["policy_generation"].as_u64(), Some(1));
+    // Hits of both generations are kept, by name: the transfer (allowed)
+    // and the refused connection (the edited rule now denies).
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Web"), 2, "{report:#}");
+}
+
+#[test]
+fn reevaluate_on_reload_cuts_a_flow_the_new_policy_denies() {
+    let (_serial, mut lab) = lab_or_skip!();
+    write_file(&lab, "long.bin", 6_000_000);
+    lab.http_server(8080);
+    let policy = editable_policy(&lab);
+    let nsgd = lab.start_nsgd(&policy, &["--reevaluate-on-reload", "--watch"]);
+
+    let url = format!("http://{SERVER_IP}:8080/long.bin");
+    let transfer = lab
+        .exec(
+            "client",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "8",
+                "--limit-rate",
+                "1M",
+                "-o",
+                "/dev/null",
+                &url,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // --watch: editing the file is enough.
+    set_access(&policy, "Allow-Web", "Deny");
+    nsgd.wait_for_log("reloaded", 1);
+    let finished = transfer.wait_with_output().unwrap();
+    assert!(
+        !finished.status.success(),
+        "the re-evaluated flow must be cut"
+    );
+    let report = nsgd.stop();
+    assert!(
+        report["flows"]["reevaluated"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+}
+
+const FLOOD: &str = r#"
+import socket, sys, time
+end = time.time() + float(sys.argv[2])
+n = 0
+while time.time() < end:
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect((sys.argv[1], 20000 + n % 20000))
+    except BlockingIOError:
+        pass
+    s.close()
+    n += 1
+print(n)
+"#;
+
+#[test]
+fn a_flood_of_new_connections_does_not_stop_an_established_transfer() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let data = write_file(&lab, "long.bin", 4_000_000);
+    lab.http_server(8080);
+    // A small table, so the flood overfills it many times over.
+    let nsgd = lab.start_nsgd(&policy(), &["--max-flows", "256"]);
+
+    let url = format!("http://{SERVER_IP}:8080/long.bin");
+    let out = lab.path("long-copy.bin").display().to_string();
+    let transfer = lab
+        .exec(
+            "client",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "30",
+                "--limit-rate",
+                "1M",
+                "-o",
+                &out,
+                &url,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let flood = lab
+        .exec("client", &["python3", "-c", FLOOD, SERVER_IP, "2.5"])
+        .output()
+        .unwrap();
+    let attempts: u64 = String::from_utf8_lossy(&flood.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(attempts > 1000, "the flood sent {attempts} SYNs");
+
+    let finished = transfer.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "the transfer broke under the flood: {}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    assert!(std::fs::read(lab.path("long-copy.bin")).unwrap() == data);
+
+    let report = nsgd.stop();
+    let flows = &report["flows"];
+    assert!(flows["evicted"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(flows["evicted_established"].as_u64(), Some(0), "{report:#}");
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let nsgd = lab.start_nsgd(&policy(), &["--metrics", "127.0.0.1:0"]);
+    let log = nsgd.log();
+    let address = log
+        .lines()
+        .find_map(|l| l.strip_prefix("nsgd run: metrics on http://"))
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .expect("metrics address in the log")
+        .to_string();
+    let ping = lab
+        .exec(
+            "client",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "1", SERVER_IP],
+        )
+        .output()
+        .unwrap();
+    assert!(ping.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = lab
+        .exec(
+            "nva",
+            &["curl", "-sS", &format!("http://{address}/metrics")],
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(text.contains("# TYPE nsgd_packets_total counter"), "{text}");
+    assert!(
+        text.contains("nsgd_rule_hits_total{nsg=\"servers-nsg\",rule=\"Allow-Ping\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("nsgd_port_frames_total{port=\"n0\",direction=\"rx\"}"));
+    nsgd.stop();
+}

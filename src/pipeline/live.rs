@@ -145,8 +145,10 @@ pub struct Bridge {
 /// How often workers publish counters (and look for a stop request when
 /// idle).
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
-/// Most blocks taken from one port before serving the other.
+/// Most blocks (V3) or frame batches (V2) taken from one port before
+/// serving the other, and the frames in one V2 batch (one `send` each).
 const BLOCKS_PER_TURN: usize = 4;
+const FRAMES_PER_TURN: usize = 256;
 
 struct WorkerPorts {
     rx: [RxRing; 2],
@@ -430,7 +432,7 @@ fn run_worker(
             let (inbound, outbound) = if side == 0 { (a, b) } else { (b, a) };
             for _ in 0..BLOCKS_PER_TURN {
                 let now = clock.now();
-                let drained = rx.drain_block(|frame| {
+                let drained = rx.drain(FRAMES_PER_TURN, |frame| {
                     inbound.received += 1;
                     inbound.received_bytes += u64::from(frame.wire_len);
                     if frame.checksum_pending {

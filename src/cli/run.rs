@@ -57,6 +57,10 @@ pub struct Args {
     /// after the block timeout: smaller blocks mean lower latency).
     #[arg(long = "rx-block-kib", default_value_t = 64)]
     rx_block_kib: u32,
+    /// Microseconds an idle worker keeps polling its rings before sleeping
+    /// (0: sleep at once; more: lower latency, more CPU).
+    #[arg(long = "spin-us", default_value_t = 200)]
+    spin_us: u64,
     /// Receive ring blocks per port and worker.
     #[arg(long = "rx-blocks", default_value_t = 256)]
     rx_blocks: u32,
@@ -78,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.workers = args.workers.max(1);
     options.ring.rx_block_size = args.rx_block_kib.clamp(4, 1 << 16).next_power_of_two() * 1024;
     options.ring.rx_blocks = args.rx_blocks.max(2);
+    options.spin = Duration::from_micros(args.spin_us);
     options.ring.rx_layout = if args.rx_ring == "blocks" {
         RxLayout::Blocks
     } else {

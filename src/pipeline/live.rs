@@ -38,6 +38,9 @@ pub struct LiveOptions {
     pub ring: RingConfig,
     /// Put the ports in promiscuous mode (a bridge must see every frame).
     pub promiscuous: bool,
+    /// How long an idle worker keeps polling its rings before it sleeps in
+    /// `poll` (zero: sleep at once). Spinning trades CPU for latency.
+    pub spin: Duration,
 }
 
 impl LiveOptions {
@@ -51,6 +54,7 @@ impl LiveOptions {
             },
             ring: RingConfig::default(),
             promiscuous: true,
+            spin: Duration::from_micros(200),
         }
     }
 }
@@ -220,6 +224,7 @@ impl Bridge {
             reloads: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         });
+        let spin = options.spin;
         let handles = all_ports
             .into_iter()
             .enumerate()
@@ -228,7 +233,7 @@ impl Bridge {
                 let program = Arc::clone(&program);
                 std::thread::Builder::new()
                     .name(format!("nsgd-worker-{index}"))
-                    .spawn(move || run_worker(index, &shared, program, config, ports))
+                    .spawn(move || run_worker(index, &shared, program, config, spin, ports))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -400,6 +405,7 @@ fn run_worker(
     shared: &Shared,
     program: Arc<Program>,
     config: DataplaneConfig,
+    config_spin: Duration,
     mut ports: WorkerPorts,
 ) {
     let mut generation = 0;
@@ -409,6 +415,8 @@ fn run_worker(
     let clock = LiveClock::new();
     let mut last_publish = Instant::now();
     let fds = [ports.rx[0].raw_fd(), ports.rx[1].raw_fd()];
+    let spin = config_spin;
+    let mut last_work = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
         let current = shared.generation.load(Ordering::Acquire);
         if current != generation {
@@ -473,7 +481,13 @@ fn run_worker(
                 &ports,
             );
         }
-        if !busy {
+        if busy {
+            last_work = Instant::now();
+        } else if last_work.elapsed() < spin {
+            // Traffic just stopped: the next frame is likely microseconds
+            // away, and a sleep and wake-up would cost more than it saves.
+            std::hint::spin_loop();
+        } else {
             wait_readable(&fds, PUBLISH_INTERVAL.as_millis() as i32);
         }
     }

@@ -481,7 +481,7 @@ main() {
 		lab_bench
 		;;
 	*)
-		sed -n '/^# Usage/,/^# Environment/p' "$0" | sed 's/^# \{0,1\}//' >&2
+		sed -n '/^# Usage/,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2
 		exit 2
 		;;
 	esac

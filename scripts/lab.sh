@@ -24,8 +24,9 @@
 #
 # Environment: LAB (name prefix, default nsgdlab), NSGD, LAB_LOAD (binaries),
 # BENCH_SECONDS (per measurement, default 10), NSGD_START_TIMEOUT (seconds),
-# NVA_RPS=1 (steer the middle's receive processing to the appliance's CPU
-# with RPS; see steer_rps).
+# NVA_RPS (default 1: steer the middle's receive processing to the
+# appliance's CPU with RPS) and ENDS_RPS (default 1: steer the client's and
+# server's receive processing to their own CPU); see steer_rps.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -38,7 +39,8 @@ LAB_LOAD=${LAB_LOAD:-$TARGET_DIR/release/examples/lab_load}
 NSGD_CONFIG=${NSGD_CONFIG:-configs/live-lab.yaml}
 NSGD_START_TIMEOUT=${NSGD_START_TIMEOUT:-20}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
-NVA_RPS=${NVA_RPS:-0}
+NVA_RPS=${NVA_RPS:-1}
+ENDS_RPS=${ENDS_RPS:-1}
 NFT_RULESET=scripts/lab-nft.nft
 
 NS_CLIENT=$LAB-client
@@ -175,12 +177,23 @@ make_bridge() {
 # middle's two ports moves that receive processing (bridge, br_netfilter,
 # nftables, conntrack; and AF_PACKET delivery in nsgd mode) to the
 # appliance's core instead, which is the fairer comparison with a pinned nsgd.
+# The same holds at the ends: whatever transmits into c0 or s0 (the bridge,
+# or nsgd's send) would run the client's or server's whole receive path
+# (TCP included) on its own core. RPS on c0 and s0 keeps that work on the
+# ends' core, as a real NIC's interrupt on the ends' machine would.
 steer_rps() {
 	local mask port
-	mask=$(printf '%x' $((1 << APPLIANCE_CPU)))
-	for port in n0 n1; do
-		in_ns "$NS_NVA" sh -c "echo $mask > /sys/class/net/$port/queues/rx-0/rps_cpus"
-	done
+	if [ "$NVA_RPS" = 1 ]; then
+		mask=$(printf '%x' $((1 << APPLIANCE_CPU)))
+		for port in n0 n1; do
+			in_ns "$NS_NVA" sh -c "echo $mask > /sys/class/net/$port/queues/rx-0/rps_cpus"
+		done
+	fi
+	if [ "$ENDS_RPS" = 1 ]; then
+		mask=$(printf '%x' $((1 << ENDS_CPU)))
+		in_ns "$NS_CLIENT" sh -c "echo $mask > /sys/class/net/c0/queues/rx-0/rps_cpus"
+		in_ns "$NS_SERVER" sh -c "echo $mask > /sys/class/net/s0/queues/rx-0/rps_cpus"
+	fi
 }
 
 start_nsgd() {
@@ -234,7 +247,7 @@ lab_up() {
 		make_bridge
 		;;
 	esac
-	if [ "$NVA_RPS" = 1 ]; then steer_rps; fi
+	steer_rps
 	links_up
 	if [ "$start" = --start ]; then
 		start_nsgd
@@ -442,7 +455,7 @@ lab_bench() {
 		where="RPS steers the middle's receive processing to CPU $APPLIANCE_CPU"
 	fi
 	echo "Single run per cell, ${BENCH_SECONDS}s each; client and server on CPU $ENDS_CPU," \
-		"nsgd pinned to CPU $APPLIANCE_CPU; $where (NVA_RPS=$NVA_RPS)."
+		"nsgd pinned to CPU $APPLIANCE_CPU; $where (NVA_RPS=$NVA_RPS, ENDS_RPS=$ENDS_RPS)."
 	echo
 	echo "| path | TCP Gbit/s | 64-B UDP kpps (received) | new TCP conn/s | appliance CPU |"
 	echo "| --- | --- | --- | --- | --- |"

@@ -732,3 +732,135 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(text.contains("nsgd_port_frames_total{port=\"n0\",direction=\"rx\"}"));
     nsgd.stop();
 }
+
+#[test]
+fn every_ring_layout_and_sender_forwards_intact() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let data = write_file(&lab, "file.bin", 1_000_000);
+    lab.http_server(8080);
+    for (rx, tx) in [("frames", "copy"), ("blocks", "ring"), ("blocks", "copy")] {
+        let nsgd = lab.start_nsgd(&policy(), &["--rx-ring", rx, "--tx", tx]);
+        let got = lab.curl(8080, "file.bin", &[]);
+        assert!(
+            got.status.success(),
+            "{rx}/{tx}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let received = std::fs::read(lab.path("got-8080-file.bin")).unwrap();
+        assert!(received == data, "{rx}/{tx}: the file changed on the way");
+        let report = nsgd.stop();
+        assert_eq!(
+            hits(&report, "servers-nsg", "Allow-Web"),
+            1,
+            "{rx}/{tx}: {report:#}"
+        );
+    }
+}
+
+const VLAN_SEND: &str = r#"
+import socket, struct, sys
+iface, dst_mac, src_mac = sys.argv[1], sys.argv[2], sys.argv[3]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+payload = b"nsgd-vlan-probe"
+udp = struct.pack("!HHHH", 40000, 9000, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton("10.20.1.10"), socket.inet_aton("10.20.2.20"))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+mac = lambda m: bytes.fromhex(m.replace(":", ""))
+frame = mac(dst_mac) + mac(src_mac) + struct.pack("!HH", 0x8100, 100) + b"\x08\x00" + ip + udp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+for _ in range(3):
+    s.send(frame)
+"#;
+
+const VLAN_SNIFF: &str = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA: the tag the driver took out
+s.settimeout(0.5)
+open(sys.argv[2], "w").close()
+end = time.time() + 8
+while time.time() < end:
+    try:
+        data, ancillary, _, _ = s.recvmsg(4096, 64)
+    except socket.timeout:
+        continue
+    if b"nsgd-vlan-probe" not in data:
+        continue
+    vlan = None
+    for level, kind, value in ancillary:
+        if level == 263 and kind == 8 and len(value) >= 20:
+            status, = struct.unpack_from("I", value, 0)
+            tci, = struct.unpack_from("H", value, 16)
+            if status & (1 << 4):
+                vlan = tci & 0xfff
+    if vlan is None and data[12:14] == b"\x81\x00":
+        vlan = struct.unpack("!H", data[14:16])[0] & 0xfff
+    print(vlan, flush=True)
+    break
+"#;
+
+fn mac_of(lab: &Lab, role: &str, interface: &str) -> String {
+    let out = lab
+        .exec(
+            role,
+            &["cat", &format!("/sys/class/net/{interface}/address")],
+        )
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn vlan_tagged_frames_cross_with_their_tag() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+    let ready = lab.path("sniffer-ready");
+    let sniffer = lab
+        .exec(
+            "server",
+            &[
+                "python3",
+                "-c",
+                VLAN_SNIFF,
+                "s0",
+                &ready.display().to_string(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !ready.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (server_mac, client_mac) = (mac_of(&lab, "server", "s0"), mac_of(&lab, "client", "c0"));
+    let sent = lab
+        .exec(
+            "client",
+            &["python3", "-c", VLAN_SEND, "c0", &server_mac, &client_mac],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let seen = sniffer.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        "100",
+        "the probe must reach the server still tagged with VLAN 100"
+    );
+    let report = nsgd.stop();
+    assert_eq!(
+        hits(&report, "servers-nsg", "Allow-UdpEcho"),
+        1,
+        "{report:#}"
+    );
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::io::live::RxLayout;
+use crate::io::live::{RxLayout, TxMode};
 use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport};
 use crate::telemetry::flow_log::{self, FlowEvent};
 use crate::telemetry::metrics::MetricsServer;
@@ -57,9 +57,14 @@ pub struct Args {
     /// after the block timeout: smaller blocks mean lower latency).
     #[arg(long = "rx-block-kib", default_value_t = 64)]
     rx_block_kib: u32,
+    /// How allowed frames are sent: `ring` (a TPACKET_V2 transmit ring, one
+    /// `send` per batch) or `copy` (`sendmmsg` straight from the receive
+    /// ring, the kernel copying each frame).
+    #[arg(long = "tx", default_value = "ring", value_parser = ["ring", "copy"])]
+    tx: String,
     /// Microseconds an idle worker keeps polling its rings before sleeping
     /// (0: sleep at once; more: lower latency, more CPU).
-    #[arg(long = "spin-us", default_value_t = 200)]
+    #[arg(long = "spin-us", default_value_t = 0)]
     spin_us: u64,
     /// Receive ring blocks per port and worker.
     #[arg(long = "rx-blocks", default_value_t = 256)]
@@ -83,6 +88,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.ring.rx_block_size = args.rx_block_kib.clamp(4, 1 << 16).next_power_of_two() * 1024;
     options.ring.rx_blocks = args.rx_blocks.max(2);
     options.spin = Duration::from_micros(args.spin_us);
+    options.tx_mode = if args.tx == "ring" {
+        TxMode::Ring
+    } else {
+        TxMode::Copy
+    };
     options.ring.rx_layout = if args.rx_ring == "blocks" {
         RxLayout::Blocks
     } else {
@@ -220,12 +230,12 @@ fn print_summary(report: &LiveReport) {
     for port in &report.ports {
         let c = &port.counters;
         println!(
-            "  port {:<10} rx {} tx {} kernel-drops {} tx-ring-full {} oversize {} checksum-offloaded {}",
+            "  port {:<10} rx {} tx {} kernel-drops {} tx-busy {} oversize {} checksum-offloaded {}",
             port.interface,
             c.received,
             c.sent,
             c.kernel_drops,
-            c.transmit_ring_full,
+            c.transmit_busy,
             c.oversize,
             c.checksum_offloaded
         );

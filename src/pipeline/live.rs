@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::compile::Program;
 use crate::conntrack::ConntrackStats;
 use crate::dataplane::{shard_of, Counters, Dataplane, DataplaneConfig};
-use crate::io::live::{wait_readable, PortError, RingConfig, RxRing, TxRefusal, TxRing};
+use crate::io::live::{wait_readable, PortError, RingConfig, RxRing, Sender, TxMode};
 use crate::packet::{parse, LinkType};
 use crate::telemetry::flow_log::FlowEvent;
 
@@ -38,6 +38,8 @@ pub struct LiveOptions {
     pub ring: RingConfig,
     /// Put the ports in promiscuous mode (a bridge must see every frame).
     pub promiscuous: bool,
+    /// How allowed frames are sent.
+    pub tx_mode: TxMode,
     /// How long an idle worker keeps polling its rings before it sleeps in
     /// `poll` (zero: sleep at once). Spinning trades CPU for latency.
     pub spin: Duration,
@@ -54,7 +56,8 @@ impl LiveOptions {
             },
             ring: RingConfig::default(),
             promiscuous: true,
-            spin: Duration::from_micros(200),
+            tx_mode: TxMode::Ring,
+            spin: Duration::ZERO,
         }
     }
 }
@@ -71,8 +74,9 @@ pub struct PortCounters {
     /// Frames the kernel dropped because a receive ring was full (the
     /// workers did not keep up); never seen, never forwarded.
     pub kernel_drops: u64,
-    /// Allowed frames dropped because this port's transmit ring was full.
-    pub transmit_ring_full: u64,
+    /// Allowed frames dropped because this port's transmit side stayed full
+    /// (transmit ring, or socket buffer).
+    pub transmit_busy: u64,
     /// Allowed frames too long for a transmit slot, or cut short by the
     /// receive ring (e.g. GRO aggregates): dropped, never sent truncated.
     pub oversize: u64,
@@ -89,7 +93,7 @@ impl PortCounters {
         self.sent += other.sent;
         self.sent_bytes += other.sent_bytes;
         self.kernel_drops += other.kernel_drops;
-        self.transmit_ring_full += other.transmit_ring_full;
+        self.transmit_busy += other.transmit_busy;
         self.oversize += other.oversize;
         self.checksum_offloaded += other.checksum_offloaded;
     }
@@ -156,7 +160,7 @@ const FRAMES_PER_TURN: usize = 256;
 
 struct WorkerPorts {
     rx: [RxRing; 2],
-    tx: [TxRing; 2],
+    tx: [Sender; 2],
 }
 
 impl Bridge {
@@ -195,8 +199,8 @@ impl Bridge {
                 )?,
             ];
             let tx = [
-                TxRing::open(&options.ports[0], &options.ring)?,
-                TxRing::open(&options.ports[1], &options.ring)?,
+                Sender::open(&options.ports[0], &options.ring, options.tx_mode)?,
+                Sender::open(&options.ports[1], &options.ring, options.tx_mode)?,
             ];
             all_ports.push(WorkerPorts { rx, tx });
         }
@@ -395,8 +399,8 @@ impl LiveClock {
         }
     }
 
-    fn now(&self) -> u64 {
-        self.wall_origin_ns + self.origin.elapsed().as_nanos() as u64
+    fn at(&self, instant: Instant) -> u64 {
+        self.wall_origin_ns + instant.duration_since(self.origin).as_nanos() as u64
     }
 }
 
@@ -418,6 +422,10 @@ fn run_worker(
     let spin = config_spin;
     let mut last_work = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
+        // One clock read per round: in a VM a read can cost as much as
+        // judging a frame.
+        let round = Instant::now();
+        let now = clock.at(round);
         let current = shared.generation.load(Ordering::Acquire);
         if current != generation {
             generation = current;
@@ -439,39 +447,33 @@ fn run_worker(
             let [a, b] = &mut counters;
             let (inbound, outbound) = if side == 0 { (a, b) } else { (b, a) };
             for _ in 0..BLOCKS_PER_TURN {
-                let now = clock.now();
-                let drained = rx.drain(FRAMES_PER_TURN, |frame| {
-                    inbound.received += 1;
+                let forwarded = rx.forward(tx, FRAMES_PER_TURN, |frame| {
                     inbound.received_bytes += u64::from(frame.wire_len);
                     if frame.checksum_pending {
                         inbound.checksum_offloaded += 1;
                     }
                     if frame.data.len() < frame.wire_len as usize {
+                        // Cut short by the ring (a GRO aggregate, a jumbo
+                        // frame): never sent truncated.
                         outbound.oversize += 1;
-                        return;
+                        return false;
                     }
                     let parsed = parse(LinkType::Ethernet, frame.data);
-                    let verdict = dataplane.decide(shard_of(&parsed), &parsed, frame.wire_len, now);
-                    if verdict.allowed {
-                        match tx.queue(&frame) {
-                            Ok(()) => {
-                                outbound.sent += 1;
-                                outbound.sent_bytes += u64::from(frame.wire_len);
-                            }
-                            Err(TxRefusal::Oversize) => outbound.oversize += 1,
-                            Err(TxRefusal::RingFull) => outbound.transmit_ring_full += 1,
-                        }
-                    }
+                    dataplane
+                        .decide(shard_of(&parsed), &parsed, frame.wire_len, now)
+                        .allowed
                 });
-                if drained.is_none() {
-                    break;
-                }
+                let Some(forwarded) = forwarded else { break };
                 busy = true;
-                tx.flush();
+                inbound.received += forwarded.frames;
+                outbound.sent += forwarded.sent;
+                outbound.sent_bytes += forwarded.sent_bytes;
+                outbound.oversize += forwarded.oversize;
+                outbound.transmit_busy += forwarded.busy;
             }
         }
-        if last_publish.elapsed() >= PUBLISH_INTERVAL {
-            last_publish = Instant::now();
+        if round.duration_since(last_publish) >= PUBLISH_INTERVAL {
+            last_publish = round;
             publish(
                 index,
                 shared,
@@ -482,8 +484,8 @@ fn run_worker(
             );
         }
         if busy {
-            last_work = Instant::now();
-        } else if last_work.elapsed() < spin {
+            last_work = round;
+        } else if round.duration_since(last_work) < spin {
             // Traffic just stopped: the next frame is likely microseconds
             // away, and a sleep and wake-up would cost more than it saves.
             std::hint::spin_loop();
@@ -656,13 +658,13 @@ pub fn prometheus(report: &LiveReport) -> String {
     out.family(
         port_drops,
         Kind::Counter,
-        "Frames lost at a port: receive ring full (kernel), transmit ring full, too long for a slot.",
+        "Frames lost at a port: receive ring full (kernel), transmit side full, too long to send.",
     );
     for port in &report.ports {
         let c = &port.counters;
         for (reason, count) in [
             ("kernel-ring-full", c.kernel_drops),
-            ("transmit-ring-full", c.transmit_ring_full),
+            ("transmit-busy", c.transmit_busy),
             ("oversize", c.oversize),
         ] {
             out.sample(

@@ -203,6 +203,11 @@ impl Lab {
 
     /// Starts `nsgd run` in the middle namespace and waits until it forwards.
     fn start_nsgd(&mut self, policy: &Path, extra: &[&str]) -> Nsgd {
+        self.start_nsgd_as(&[], policy, extra)
+    }
+
+    /// As `start_nsgd`, with `wrapper` (e.g. `setpriv …`) before nsgd.
+    fn start_nsgd_as(&mut self, wrapper: &[&str], policy: &Path, extra: &[&str]) -> Nsgd {
         let stdout = std::fs::File::create(self.path("nsgd.out")).unwrap();
         let stderr = std::fs::File::create(self.path("nsgd.err")).unwrap();
         let policy = policy.display().to_string();
@@ -351,7 +356,8 @@ fn allowed_port_transfers_intact_denied_port_does_not_connect() {
     let data = write_file(&lab, "file.bin", 3_000_000);
     lab.http_server(8080);
     lab.http_server(8081);
-    let nsgd = lab.start_nsgd(&policy(), &[]);
+    let flow_log = lab.path("flows.json");
+    let nsgd = lab.start_nsgd(&policy(), &["--flow-log", &flow_log.display().to_string()]);
 
     let got = lab.curl(8080, "file.bin", &[]);
     assert!(
@@ -375,6 +381,26 @@ fn allowed_port_transfers_intact_denied_port_does_not_connect() {
     let sent: u64 = ports.iter().map(|p| p["sent"].as_u64().unwrap()).sum();
     assert_eq!(received, report["packets_in"].as_u64().unwrap());
     assert_eq!(sent, report["packets_allowed"].as_u64().unwrap());
+
+    // NSG flow log v2: the allowed web flow begins (B) and the denied one
+    // is logged as denied (D), both under servers-nsg.
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&flow_log).unwrap()).unwrap();
+    let tuples: Vec<String> = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|record| record["properties"]["flows"].as_array().unwrap().clone())
+        .flat_map(|rule| rule["flows"].as_array().unwrap().clone())
+        .flat_map(|mac| mac["flowTuples"].as_array().unwrap().clone())
+        .map(|tuple| tuple.as_str().unwrap().to_string())
+        .collect();
+    let has = |needle: &str| tuples.iter().any(|t| t.contains(needle));
+    assert!(
+        has("10.20.1.10,10.20.2.20,") && has(",8080,T,I,A,B"),
+        "{tuples:?}"
+    );
+    assert!(has(",8081,T,I,D,B"), "{tuples:?}");
 }
 
 #[test]
@@ -863,4 +889,69 @@ fn vlan_tagged_frames_cross_with_their_tag() {
         1,
         "{report:#}"
     );
+}
+
+#[test]
+fn runs_unprivileged_with_only_cap_net_raw() {
+    let (_serial, mut lab) = lab_or_skip!();
+    if !have("setpriv") {
+        eprintln!("skipping: setpriv (util-linux) is not installed");
+        return;
+    }
+    // User nobody, no groups, and of all capabilities only CAP_NET_RAW.
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all,+net_raw",
+        "--ambient-caps=-all,+net_raw",
+        "--bounding-set=-all,+net_raw",
+    ];
+    let nsgd = lab.start_nsgd_as(&wrapper, &policy(), &[]);
+    let ping = lab
+        .exec(
+            "client",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "1", SERVER_IP],
+        )
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "ping through an unprivileged nsgd");
+    let report = nsgd.stop();
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Ping"), 1, "{report:#}");
+}
+
+#[test]
+fn without_capabilities_it_fails_and_says_which_are_needed() {
+    let (_serial, lab) = lab_or_skip!();
+    if !have("setpriv") {
+        eprintln!("skipping: setpriv (util-linux) is not installed");
+        return;
+    }
+    let policy = policy().display().to_string();
+    let out = lab
+        .exec(
+            "nva",
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                nsgd(),
+                "run",
+                &policy,
+                "--port",
+                "n0",
+                "--port",
+                "n1",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("n0: open AF_PACKET socket"), "{stderr}");
+    assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
 }

@@ -211,7 +211,8 @@ impl Lab {
         let stdout = std::fs::File::create(self.path("nsgd.out")).unwrap();
         let stderr = std::fs::File::create(self.path("nsgd.err")).unwrap();
         let policy = policy.display().to_string();
-        let mut args = vec![
+        let mut args = wrapper.to_vec();
+        args.extend_from_slice(&[
             nsgd(),
             "run",
             &policy,
@@ -220,7 +221,7 @@ impl Lab {
             "--port",
             "n1",
             "--json",
-        ];
+        ]);
         args.extend_from_slice(extra);
         let child = self
             .exec("nva", &args)

@@ -956,3 +956,50 @@ fn without_capabilities_it_fails_and_says_which_are_needed() {
     assert!(stderr.contains("n0: open AF_PACKET socket"), "{stderr}");
     assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
 }
+
+#[test]
+fn checksums_left_to_offload_are_completed_on_the_way() {
+    let (_serial, mut lab) = lab_or_skip!();
+    // The ends hand their TCP/UDP checksums to the (virtual) NIC again:
+    // frames reach nsgd with only the pseudo-header sum in the field.
+    for (role, interface) in [("client", "c0"), ("server", "s0")] {
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns(role),
+            "ethtool",
+            "-K",
+            interface,
+            "tx",
+            "on",
+        ]);
+    }
+    let data = write_file(&lab, "file.bin", 2_000_000);
+    lab.http_server(8080);
+    lab.spawn("server", &["python3", "-c", UDP_ECHO, SERVER_IP, "9000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+
+    let got = lab.curl(8080, "file.bin", &[]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(std::fs::read(lab.path("got-8080-file.bin")).unwrap() == data);
+    let echoes = lab
+        .exec("client", &["python3", "-c", UDP_CLIENT, SERVER_IP, "9000"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&echoes.stdout).trim(), "3");
+
+    let report = nsgd.stop();
+    let completed: u64 = report["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["checksum_completed"].as_u64().unwrap())
+        .sum();
+    assert!(completed > 1000, "{report:#}");
+}

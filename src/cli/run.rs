@@ -230,14 +230,15 @@ fn print_summary(report: &LiveReport) {
     for port in &report.ports {
         let c = &port.counters;
         println!(
-            "  port {:<10} rx {} tx {} kernel-drops {} tx-busy {} oversize {} checksum-offloaded {}",
+            "  port {:<10} rx {} tx {} kernel-drops {} tx-busy {} oversize {} checksums completed {} unfinished {}",
             port.interface,
             c.received,
             c.sent,
             c.kernel_drops,
             c.transmit_busy,
             c.oversize,
-            c.checksum_offloaded
+            c.checksum_completed,
+            c.checksum_unfinished
         );
     }
 }

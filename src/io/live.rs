@@ -29,6 +29,10 @@ const PACKET_LOSS: libc::c_int = 14;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_VNET_HDR: libc::c_int = 15;
+/// `struct virtio_net_hdr`, which PACKET_VNET_HDR puts before each frame.
+const VNET_HDR_LEN: usize = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_FANOUT_HASH: u32 = 0;
 const TPACKET_V2: libc::c_int = 1;
@@ -303,6 +307,9 @@ pub struct RxRing {
     /// Units (V2 slots or one V3 block) drained but not yet given back:
     /// frames a [`Sender`] may still point into.
     held: usize,
+    /// Frames come with a virtio-net header (PACKET_VNET_HDR), which says
+    /// where an offloaded checksum goes.
+    vnet: bool,
     interface: String,
 }
 
@@ -319,9 +326,38 @@ pub struct RxFrame<'a> {
     pub wire_len: u32,
     /// A VLAN tag the driver took out of the frame: (TPID, TCI).
     pub vlan: Option<(u16, u16)>,
-    /// The checksum is left for the sending NIC to fill in (offload); the
-    /// frame's L4 checksum is not valid as it stands.
+    /// The sender left the L4 checksum to offload and it is still
+    /// unfinished: forwarded as it is, the receiver will drop the frame.
     pub checksum_pending: bool,
+    /// The sender left the L4 checksum to offload and nsgd filled it in (as
+    /// the sending NIC would have), in place.
+    pub checksum_completed: bool,
+}
+
+/// Fills in an offloaded checksum: the ones' complement sum of
+/// `frame[start..]` (whose checksum field holds the pseudo-header sum, as
+/// the stack leaves it) stored at `start + offset`, as `skb_checksum_help`
+/// does. False when the offsets do not fit the frame.
+pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let field = start + offset;
+    if start >= frame.len() || field + 2 > frame.len() {
+        return false;
+    }
+    let mut sum: u64 = 0;
+    let mut words = frame[start..].chunks_exact(2);
+    for word in &mut words {
+        sum += u64::from(u16::from_be_bytes([word[0], word[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let folded = !(sum as u16);
+    let value = if folded == 0 { 0xffff } else { folded };
+    frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
+    true
 }
 
 impl RxRing {
@@ -336,6 +372,7 @@ impl RxRing {
         let index = interface_index(interface)?;
         let fd = packet_socket(interface)?;
         let raw = fd.as_raw_fd();
+        let mut vnet = false;
         let (unit_size, units) = match config.rx_layout {
             RxLayout::Blocks => {
                 set_option(
@@ -371,6 +408,8 @@ impl RxRing {
                     interface,
                     "select TPACKET_V2",
                 )?;
+                // Best effort: without it, offloaded checksums are only counted.
+                vnet = set_option(raw, PACKET_VNET_HDR, &1i32, interface, "vnet header").is_ok();
                 let per_block = config.rx_block_size / RX_FRAME_SIZE;
                 let request = TpacketReq {
                     tp_block_size: config.rx_block_size,
@@ -430,6 +469,7 @@ impl RxRing {
             units,
             next_unit: 0,
             held: 0,
+            vnet,
             interface: interface.to_string(),
         })
     }
@@ -524,7 +564,22 @@ impl RxRing {
             let wire_len = self.map.read_u32(slot + 4);
             let snaplen = self.map.read_u32(slot + 8) as usize;
             let mac = self.map.read_u16(slot + 12) as usize;
-            if mac >= 32 && mac + snaplen <= self.unit_size {
+            if mac >= 32 + VNET_HDR_LEN && mac + snaplen <= self.unit_size {
+                let mut checksum_pending = status & TP_STATUS_CSUMNOTREADY != 0;
+                let mut checksum_completed = false;
+                if checksum_pending && self.vnet {
+                    let header = slot + mac - VNET_HDR_LEN;
+                    let flags = self.map.slice(header, 1)[0];
+                    // virtio_net_hdr: csum_start at 6, csum_offset at 8.
+                    let start = self.map.read_u16(header + 6) as usize;
+                    let offset = self.map.read_u16(header + 8) as usize;
+                    if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+                        && complete_checksum(self.map.slice_mut(slot + mac, snaplen), start, offset)
+                    {
+                        checksum_pending = false;
+                        checksum_completed = true;
+                    }
+                }
                 let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
                     let tci = self.map.read_u16(slot + 24);
                     let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
@@ -538,7 +593,8 @@ impl RxRing {
                     data: self.map.slice(slot + mac, snaplen),
                     wire_len,
                     vlan,
-                    checksum_pending: status & TP_STATUS_CSUMNOTREADY != 0,
+                    checksum_pending,
+                    checksum_completed,
                 });
             }
             seen += 1;
@@ -589,6 +645,7 @@ impl RxRing {
                 wire_len,
                 vlan,
                 checksum_pending: frame_status & TP_STATUS_CSUMNOTREADY != 0,
+                checksum_completed: false,
             });
             seen += 1;
             if next == 0 {
@@ -1044,6 +1101,39 @@ mod tests {
             text.starts_with("nsgd-no-such0: look up interface"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn completed_checksum_verifies_to_zero() {
+        // A UDP/IPv4 datagram whose checksum field holds the pseudo-header
+        // sum, as a stack offloading the checksum leaves it.
+        let src = [10u8, 0, 0, 1];
+        let dst = [10u8, 0, 0, 2];
+        let mut udp = vec![
+            0x9c, 0x40, 0x23, 0x28, 0, 13, 0, 0, b'h', b'e', b'l', b'l', b'o',
+        ];
+        let pseudo: u32 = u32::from(u16::from_be_bytes([src[0], src[1]]))
+            + u32::from(u16::from_be_bytes([src[2], src[3]]))
+            + u32::from(u16::from_be_bytes([dst[0], dst[1]]))
+            + u32::from(u16::from_be_bytes([dst[2], dst[3]]))
+            + 17
+            + 13;
+        let folded = ((pseudo & 0xffff) + (pseudo >> 16)) as u16;
+        udp[6..8].copy_from_slice(&folded.to_be_bytes());
+        let mut frame = vec![0u8; 34];
+        frame.extend_from_slice(&udp);
+        assert!(complete_checksum(&mut frame, 34, 6));
+        // The receiver's check: pseudo header + segment sums to 0xffff.
+        let mut sum = pseudo;
+        for word in frame[34..].chunks(2) {
+            let high = u32::from(word[0]) << 8;
+            sum += high | word.get(1).map_or(0, |&b| u32::from(b));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+        assert!(!complete_checksum(&mut frame, 46, 6), "field past the end");
     }
 
     #[test]

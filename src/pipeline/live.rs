@@ -80,10 +80,14 @@ pub struct PortCounters {
     /// Allowed frames too long for a transmit slot, or cut short by the
     /// receive ring (e.g. GRO aggregates): dropped, never sent truncated.
     pub oversize: u64,
-    /// Frames received with their checksum left to offload: forwarded as
-    /// they are, they carry an unfinished L4 checksum (turn transmit
-    /// checksum offload off on the sender, see the README).
-    pub checksum_offloaded: u64,
+    /// Frames received with their L4 checksum left to offload, which nsgd
+    /// filled in before forwarding.
+    pub checksum_completed: u64,
+    /// Frames received with their L4 checksum left to offload that nsgd
+    /// could not complete (V3 rings carry no offsets): forwarded with an
+    /// unfinished checksum (turn transmit checksum offload off on the
+    /// sender, see the README).
+    pub checksum_unfinished: u64,
 }
 
 impl PortCounters {
@@ -95,7 +99,8 @@ impl PortCounters {
         self.kernel_drops += other.kernel_drops;
         self.transmit_busy += other.transmit_busy;
         self.oversize += other.oversize;
-        self.checksum_offloaded += other.checksum_offloaded;
+        self.checksum_completed += other.checksum_completed;
+        self.checksum_unfinished += other.checksum_unfinished;
     }
 }
 
@@ -449,9 +454,8 @@ fn run_worker(
             for _ in 0..BLOCKS_PER_TURN {
                 let forwarded = rx.forward(tx, FRAMES_PER_TURN, |frame| {
                     inbound.received_bytes += u64::from(frame.wire_len);
-                    if frame.checksum_pending {
-                        inbound.checksum_offloaded += 1;
-                    }
+                    inbound.checksum_completed += u64::from(frame.checksum_completed);
+                    inbound.checksum_unfinished += u64::from(frame.checksum_pending);
                     if frame.data.len() < frame.wire_len as usize {
                         // Cut short by the ring (a GRO aggregate, a jumbo
                         // frame): never sent truncated.
@@ -674,17 +678,23 @@ pub fn prometheus(report: &LiveReport) -> String {
             );
         }
     }
-    let offloaded = "nsgd_port_checksum_offloaded_total";
+    let checksums = "nsgd_port_offloaded_checksums_total";
     out.family(
-        offloaded,
+        checksums,
         Kind::Counter,
-        "Frames received with an unfinished checksum (sender's checksum offload is on).",
+        "Frames received with their checksum left to offload: completed by nsgd, or forwarded unfinished.",
     );
     for port in &report.ports {
+        let c = &port.counters;
         out.sample(
-            offloaded,
-            &[("port", &port.interface)],
-            port.counters.checksum_offloaded as f64,
+            checksums,
+            &[("port", &port.interface), ("state", "completed")],
+            c.checksum_completed as f64,
+        )
+        .sample(
+            checksums,
+            &[("port", &port.interface), ("state", "unfinished")],
+            c.checksum_unfinished as f64,
         );
     }
     let flows = &traffic.flows;

@@ -1003,3 +1003,34 @@ fn checksums_left_to_offload_are_completed_on_the_way() {
         .sum();
     assert!(completed > 1000, "{report:#}");
 }
+
+#[test]
+fn two_workers_split_flows_by_hash_and_keep_both_directions_together() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let data = write_file(&lab, "file.bin", 200_000);
+    lab.http_server(8080);
+    let nsgd = lab.start_nsgd(&policy(), &["--workers", "2", "--stats-interval", "0.5"]);
+    // Twenty connections from twenty source ports: both workers get some,
+    // and each must see its flows' replies (else they would be judged as
+    // new flows into the clients' NSG, which denies them).
+    for _ in 0..20 {
+        let got = lab.curl(8080, "file.bin", &[]);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert!(std::fs::read(lab.path("got-8080-file.bin")).unwrap() == data);
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(nsgd.log().contains("nsgd run: packets "), "{}", nsgd.log());
+    let report = nsgd.stop();
+    assert_eq!(report["workers"].as_u64(), Some(2));
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Web"), 20, "{report:#}");
+    assert_eq!(
+        hits(&report, "clients-nsg", "Deny-All-Inbound"),
+        0,
+        "{report:#}"
+    );
+    assert_eq!(report["packets_denied"].as_u64(), Some(0), "{report:#}");
+}

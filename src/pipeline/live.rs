@@ -344,7 +344,7 @@ impl Bridge {
             self.options.dataplane.pass_non_ip,
         );
         traffic.rule_hits = rule_hits;
-        traffic.workers = self.workers.len();
+        traffic.workers = self.shared.snapshots.len();
         traffic.elapsed_seconds = self.started.elapsed().as_secs_f64();
         traffic.packets_per_second = traffic.packets_in as f64 / traffic.elapsed_seconds.max(1e-9);
         LiveReport {

@@ -1034,3 +1034,57 @@ fn two_workers_split_flows_by_hash_and_keep_both_directions_together() {
     );
     assert_eq!(report["packets_denied"].as_u64(), Some(0), "{report:#}");
 }
+
+const UDP_FLOOD: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.time() + float(sys.argv[2])
+n = 0
+while time.time() < end:
+    for _ in range(100):
+        try:
+            s.sendto(b"x" * 18, (sys.argv[1], 9000))
+            n += 1
+        except OSError:
+            pass
+print(n)
+"#;
+
+#[test]
+fn a_stalled_bridge_drops_and_counts_never_forwards_unjudged() {
+    let (_serial, mut lab) = lab_or_skip!();
+    // A receive ring of 16 slots per port, and a bridge that stops
+    // (SIGSTOP) while the client floods: the kernel must drop what does not
+    // fit, and everything sent on must have been judged.
+    let nsgd = lab.start_nsgd(&policy(), &["--rx-block-kib", "8", "--rx-blocks", "4"]);
+    let ping = lab
+        .exec("client", &["ping", "-c", "1", "-W", "1", SERVER_IP])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "ARP and ping before the stall");
+    nsgd.signal("STOP");
+    let flood = lab
+        .exec("client", &["python3", "-c", UDP_FLOOD, SERVER_IP, "1.0"])
+        .output()
+        .unwrap();
+    nsgd.signal("CONT");
+    let sent: u64 = String::from_utf8_lossy(&flood.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(sent > 1000, "the flood sent {sent} datagrams");
+    std::thread::sleep(Duration::from_millis(300));
+    let report = nsgd.stop();
+    let client_port = &report["ports"][0];
+    assert_eq!(client_port["interface"], "n0");
+    let kernel_drops = client_port["kernel_drops"].as_u64().unwrap();
+    let received = client_port["received"].as_u64().unwrap();
+    assert!(kernel_drops > 0, "{report:#}");
+    assert!(received < sent, "{report:#}");
+    // Everything received was judged; what went out is what was allowed.
+    let ports = report["ports"].as_array().unwrap();
+    let all_received: u64 = ports.iter().map(|p| p["received"].as_u64().unwrap()).sum();
+    let all_sent: u64 = ports.iter().map(|p| p["sent"].as_u64().unwrap()).sum();
+    assert_eq!(all_received, report["packets_in"].as_u64().unwrap());
+    assert_eq!(all_sent, report["packets_allowed"].as_u64().unwrap());
+}

@@ -250,6 +250,49 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Starts a rate-limited download in the client namespace, written to
+    /// `copy-FILE` in the lab folder; the caller waits on the child.
+    fn start_download(&self, file: &str, rate: &str, max_time: &str) -> Child {
+        let url = format!("http://{SERVER_IP}:8080/{file}");
+        let out = self.path(&format!("copy-{file}")).display().to_string();
+        self.exec(
+            "client",
+            &[
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                max_time,
+                "--limit-rate",
+                rate,
+                "-o",
+                &out,
+                "-w",
+                "%{http_code} %{size_download} %{time_total}",
+                &url,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    }
+
+    /// Whether `count` pings from `role` to `address` are all answered.
+    fn ping(&self, role: &str, address: &str, count: u32) -> bool {
+        let count = count.to_string();
+        self.exec(
+            role,
+            &["ping", "-c", &count, "-i", "0.2", "-W", "1", address],
+        )
+        .output()
+        .unwrap()
+        .status
+        .success()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for child in &mut self.children {
@@ -485,23 +528,9 @@ fn udp_request_response_and_ping_follow_the_policy() {
     assert_eq!(echoes("9000"), "3", "allowed UDP port must echo");
     assert_eq!(echoes("9001"), "0", "denied UDP port must not");
 
-    let ping = lab
-        .exec(
-            "client",
-            &["ping", "-c", "3", "-i", "0.2", "-W", "1", SERVER_IP],
-        )
-        .output()
-        .unwrap();
-    assert!(ping.status.success(), "ping is allowed");
-    let ping_back = lab
-        .exec(
-            "server",
-            &["ping", "-c", "2", "-i", "0.2", "-W", "1", CLIENT_IP],
-        )
-        .output()
-        .unwrap();
+    assert!(lab.ping("client", SERVER_IP, 3), "ping is allowed");
     assert!(
-        !ping_back.status.success(),
+        !lab.ping("server", CLIENT_IP, 2),
         "the clients' NSG denies ping in"
     );
 
@@ -522,14 +551,7 @@ fn udp_request_response_and_ping_follow_the_policy() {
 fn drop_non_ip_stops_arp_so_nothing_resolves() {
     let (_serial, mut lab) = lab_or_skip!();
     let nsgd = lab.start_nsgd(&policy(), &["--drop-non-ip"]);
-    let ping = lab
-        .exec(
-            "client",
-            &["ping", "-c", "2", "-i", "0.2", "-W", "1", SERVER_IP],
-        )
-        .output()
-        .unwrap();
-    assert!(!ping.status.success());
+    assert!(!lab.ping("client", SERVER_IP, 2));
     let report = nsgd.stop();
     assert!(
         report["denied_by_reason"]["non-ip"].as_u64().unwrap() >= 1,
@@ -550,33 +572,15 @@ fn set_access(policy: &Path, rule: &str, access: &str) {
 #[test]
 fn reload_mid_transfer_keeps_it_and_applies_to_new_connections_only() {
     let (_serial, mut lab) = lab_or_skip!();
-    let data = write_file(&lab, "long.bin", 6_000_000);
+    // Larger than the client's TCP receive buffer can grow (6 MiB), so data
+    // is still crossing the bridge after the reload.
+    let data = write_file(&lab, "long.bin", 24_000_000);
     lab.http_server(8080);
     let policy = editable_policy(&lab);
     let nsgd = lab.start_nsgd(&policy, &[]);
 
-    // About three seconds of transfer at 2 MB/s.
-    let url = format!("http://{SERVER_IP}:8080/long.bin");
-    let out = lab.path("long-copy.bin").display().to_string();
-    let transfer = lab
-        .exec(
-            "client",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "30",
-                "--limit-rate",
-                "2M",
-                "-o",
-                &out,
-                &url,
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // About three seconds of transfer at 8 MB/s.
+    let transfer = lab.start_download("long.bin", "8M", "30");
     std::thread::sleep(Duration::from_millis(800));
 
     // A broken policy is rejected and changes nothing.
@@ -598,7 +602,7 @@ fn reload_mid_transfer_keeps_it_and_applies_to_new_connections_only() {
         "the transfer broke: {}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    assert!(std::fs::read(lab.path("long-copy.bin")).unwrap() == data);
+    assert!(std::fs::read(lab.path("copy-long.bin")).unwrap() == data);
 
     let report = nsgd.stop();
     assert_eq!(report["reloads"].as_u64(), Some(1), "{report:#}");
@@ -612,31 +616,14 @@ fn reload_mid_transfer_keeps_it_and_applies_to_new_connections_only() {
 #[test]
 fn reevaluate_on_reload_cuts_a_flow_the_new_policy_denies() {
     let (_serial, mut lab) = lab_or_skip!();
-    write_file(&lab, "long.bin", 6_000_000);
+    // More than the client's receive buffer holds: the rest must cross
+    // after the reload, and cannot.
+    write_file(&lab, "long.bin", 24_000_000);
     lab.http_server(8080);
     let policy = editable_policy(&lab);
     let nsgd = lab.start_nsgd(&policy, &["--reevaluate-on-reload", "--watch"]);
 
-    let url = format!("http://{SERVER_IP}:8080/long.bin");
-    let transfer = lab
-        .exec(
-            "client",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "8",
-                "--limit-rate",
-                "1M",
-                "-o",
-                "/dev/null",
-                &url,
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let transfer = lab.start_download("long.bin", "1M", "8");
     std::thread::sleep(Duration::from_millis(800));
     // --watch: editing the file is enough.
     set_access(&policy, "Allow-Web", "Deny");
@@ -644,7 +631,10 @@ fn reevaluate_on_reload_cuts_a_flow_the_new_policy_denies() {
     let finished = transfer.wait_with_output().unwrap();
     assert!(
         !finished.status.success(),
-        "the re-evaluated flow must be cut"
+        "the re-evaluated flow must be cut: {} {}\n{}",
+        String::from_utf8_lossy(&finished.stdout),
+        String::from_utf8_lossy(&finished.stderr),
+        nsgd.log()
     );
     let report = nsgd.stop();
     assert!(
@@ -672,32 +662,12 @@ print(n)
 #[test]
 fn a_flood_of_new_connections_does_not_stop_an_established_transfer() {
     let (_serial, mut lab) = lab_or_skip!();
-    let data = write_file(&lab, "long.bin", 4_000_000);
+    let data = write_file(&lab, "long.bin", 24_000_000);
     lab.http_server(8080);
     // A small table, so the flood overfills it many times over.
     let nsgd = lab.start_nsgd(&policy(), &["--max-flows", "256"]);
 
-    let url = format!("http://{SERVER_IP}:8080/long.bin");
-    let out = lab.path("long-copy.bin").display().to_string();
-    let transfer = lab
-        .exec(
-            "client",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "30",
-                "--limit-rate",
-                "1M",
-                "-o",
-                &out,
-                &url,
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let transfer = lab.start_download("long.bin", "8M", "30");
     std::thread::sleep(Duration::from_millis(500));
     let flood = lab
         .exec("client", &["python3", "-c", FLOOD, SERVER_IP, "2.5"])
@@ -715,7 +685,7 @@ fn a_flood_of_new_connections_does_not_stop_an_established_transfer() {
         "the transfer broke under the flood: {}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    assert!(std::fs::read(lab.path("long-copy.bin")).unwrap() == data);
+    assert!(std::fs::read(lab.path("copy-long.bin")).unwrap() == data);
 
     let report = nsgd.stop();
     let flows = &report["flows"];
@@ -734,14 +704,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         .and_then(|l| l.strip_suffix("/metrics"))
         .expect("metrics address in the log")
         .to_string();
-    let ping = lab
-        .exec(
-            "client",
-            &["ping", "-c", "2", "-i", "0.2", "-W", "1", SERVER_IP],
-        )
-        .output()
-        .unwrap();
-    assert!(ping.status.success());
+    assert!(lab.ping("client", SERVER_IP, 2));
     std::thread::sleep(Duration::from_millis(300));
     let metrics = lab
         .exec(
@@ -910,14 +873,10 @@ fn runs_unprivileged_with_only_cap_net_raw() {
         "--bounding-set=-all,+net_raw",
     ];
     let nsgd = lab.start_nsgd_as(&wrapper, &policy(), &[]);
-    let ping = lab
-        .exec(
-            "client",
-            &["ping", "-c", "2", "-i", "0.2", "-W", "1", SERVER_IP],
-        )
-        .output()
-        .unwrap();
-    assert!(ping.status.success(), "ping through an unprivileged nsgd");
+    assert!(
+        lab.ping("client", SERVER_IP, 2),
+        "ping through an unprivileged nsgd"
+    );
     let report = nsgd.stop();
     assert_eq!(hits(&report, "servers-nsg", "Allow-Ping"), 1, "{report:#}");
 }

@@ -580,15 +580,8 @@ impl RxRing {
                         checksum_completed = true;
                     }
                 }
-                let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
-                    let tci = self.map.read_u16(slot + 24);
-                    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                        self.map.read_u16(slot + 26)
-                    } else {
-                        0x8100
-                    };
-                    (tpid, tci)
-                });
+                // tpacket2_hdr: tp_vlan_tci at 24, tp_vlan_tpid at 26.
+                let vlan = self.stripped_vlan(status, slot + 24, slot + 26);
                 each(RxFrame {
                     data: self.map.slice(slot + mac, snaplen),
                     wire_len,
@@ -602,6 +595,19 @@ impl RxRing {
             self.next_unit = (self.next_unit + 1) % self.units;
         }
         (seen > 0).then_some(seen)
+    }
+
+    /// The VLAN tag the driver took out of a frame, from its ring header.
+    fn stripped_vlan(&self, status: u32, tci_at: usize, tpid_at: usize) -> Option<(u16, u16)> {
+        (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tci = self.map.read_u16(tci_at);
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                self.map.read_u16(tpid_at)
+            } else {
+                0x8100
+            };
+            (tpid, tci)
+        })
     }
 
     /// The next TPACKET_V3 block, if the kernel has handed it over.
@@ -631,15 +637,8 @@ impl RxRing {
             if header + mac + snaplen > end {
                 break;
             }
-            let vlan = (frame_status & TP_STATUS_VLAN_VALID != 0).then(|| {
-                let tci = self.map.read_u32(header + 32) as u16;
-                let tpid = if frame_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                    self.map.read_u16(header + 36)
-                } else {
-                    0x8100
-                };
-                (tpid, tci)
-            });
+            // tpacket3_hdr's hv1: tp_vlan_tci at 32, tp_vlan_tpid at 36.
+            let vlan = self.stripped_vlan(frame_status, header + 32, header + 36);
             each(RxFrame {
                 data: self.map.slice(header + mac, snaplen),
                 wire_len,

@@ -620,82 +620,50 @@ pub fn prometheus(report: &LiveReport) -> String {
     out.family(bytes, Kind::Counter, "Bytes judged, by verdict.")
         .sample(bytes, &[("verdict", "allow")], traffic.bytes_allowed as f64)
         .sample(bytes, &[("verdict", "deny")], traffic.bytes_denied as f64);
-    let port_frames = "nsgd_port_frames_total";
-    out.family(
-        port_frames,
-        Kind::Counter,
-        "Frames received and sent per port.",
-    );
-    for port in &report.ports {
-        let c = &port.counters;
-        out.sample(
-            port_frames,
-            &[("port", &port.interface), ("direction", "rx")],
-            c.received as f64,
-        )
-        .sample(
-            port_frames,
-            &[("port", &port.interface), ("direction", "tx")],
-            c.sent as f64,
-        );
-    }
-    let port_bytes = "nsgd_port_bytes_total";
-    out.family(
-        port_bytes,
-        Kind::Counter,
-        "Bytes received and sent per port.",
-    );
-    for port in &report.ports {
-        let c = &port.counters;
-        out.sample(
-            port_bytes,
-            &[("port", &port.interface), ("direction", "rx")],
-            c.received_bytes as f64,
-        )
-        .sample(
-            port_bytes,
-            &[("port", &port.interface), ("direction", "tx")],
-            c.sent_bytes as f64,
-        );
-    }
-    let port_drops = "nsgd_port_drops_total";
-    out.family(
-        port_drops,
-        Kind::Counter,
-        "Frames lost at a port: receive ring full (kernel), transmit side full, too long to send.",
-    );
-    for port in &report.ports {
-        let c = &port.counters;
-        for (reason, count) in [
-            ("kernel-ring-full", c.kernel_drops),
-            ("transmit-busy", c.transmit_busy),
-            ("oversize", c.oversize),
-        ] {
-            out.sample(
-                port_drops,
-                &[("port", &port.interface), ("reason", reason)],
-                count as f64,
-            );
+    type PortSamples = fn(&PortCounters) -> Vec<(&'static str, u64)>;
+    let port_families: [(&str, &str, &str, PortSamples); 4] = [
+        (
+            "nsgd_port_frames_total",
+            "Frames received and sent per port.",
+            "direction",
+            |c| vec![("rx", c.received), ("tx", c.sent)],
+        ),
+        (
+            "nsgd_port_bytes_total",
+            "Bytes received and sent per port.",
+            "direction",
+            |c| vec![("rx", c.received_bytes), ("tx", c.sent_bytes)],
+        ),
+        (
+            "nsgd_port_drops_total",
+            "Frames lost at a port: receive ring full (kernel), transmit side full, too long to send.",
+            "reason",
+            |c| {
+                vec![
+                    ("kernel-ring-full", c.kernel_drops),
+                    ("transmit-busy", c.transmit_busy),
+                    ("oversize", c.oversize),
+                ]
+            },
+        ),
+        (
+            "nsgd_port_offloaded_checksums_total",
+            "Frames received with their checksum left to offload: completed by nsgd, or forwarded unfinished.",
+            "state",
+            |c| vec![("completed", c.checksum_completed), ("unfinished", c.checksum_unfinished)],
+        ),
+    ];
+    for (name, help, label, samples) in port_families {
+        out.family(name, Kind::Counter, help);
+        for port in &report.ports {
+            for (value, count) in samples(&port.counters) {
+                out.sample(
+                    name,
+                    &[("port", &port.interface), (label, value)],
+                    count as f64,
+                );
+            }
         }
-    }
-    let checksums = "nsgd_port_offloaded_checksums_total";
-    out.family(
-        checksums,
-        Kind::Counter,
-        "Frames received with their checksum left to offload: completed by nsgd, or forwarded unfinished.",
-    );
-    for port in &report.ports {
-        let c = &port.counters;
-        out.sample(
-            checksums,
-            &[("port", &port.interface), ("state", "completed")],
-            c.checksum_completed as f64,
-        )
-        .sample(
-            checksums,
-            &[("port", &port.interface), ("state", "unfinished")],
-            c.checksum_unfinished as f64,
-        );
     }
     let flows = &traffic.flows;
     out.family(

@@ -305,3 +305,72 @@ fn classbench_json_reports_zero_mismatches() {
         assert!(report[field].is_number(), "{field} in {report}");
     }
 }
+
+#[test]
+fn run_refuses_bad_ports_before_forwarding_anything() {
+    let one = nsgd(&["run", "configs/live-lab.yaml", "--port", "lo"]);
+    assert_eq!(one.status.code(), Some(1));
+    assert!(
+        stderr(&one).contains("exactly two --port"),
+        "{}",
+        stderr(&one)
+    );
+
+    let same = nsgd(&[
+        "run",
+        "configs/live-lab.yaml",
+        "--port",
+        "lo",
+        "--port",
+        "lo",
+    ]);
+    assert_eq!(same.status.code(), Some(1));
+    assert!(
+        stderr(&same).contains("different interfaces"),
+        "{}",
+        stderr(&same)
+    );
+
+    let missing = nsgd(&[
+        "run",
+        "configs/live-lab.yaml",
+        "--port",
+        "nsgd-nope0",
+        "--port",
+        "nsgd-nope1",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("nsgd-nope0: look up interface"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!stderr(&missing).contains("forwarding"));
+}
+
+#[test]
+fn run_rejects_a_bad_policy_with_its_errors() {
+    let dir = std::env::temp_dir().join(format!("nsgd-run-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("bad.yaml");
+    std::fs::write(
+        &policy,
+        "vnets:\n  - name: a\n    addressSpace: [10.0.0.0/33]\n",
+    )
+    .unwrap();
+    let out = nsgd(&[
+        "run",
+        policy.to_str().unwrap(),
+        "--port",
+        "lo",
+        "--port",
+        "nsgd-nope1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("vnets[0].addressSpace[0]"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use crate::io::live::{RxLayout, TxMode};
 use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport};
-use crate::telemetry::flow_log::{self, FlowEvent};
+use crate::telemetry::flow_log::FlowLogWriter;
 use crate::telemetry::metrics::MetricsServer;
 
 #[derive(Debug, clap::Args)]
@@ -42,8 +42,8 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     metrics: Option<String>,
-    /// Write NSG flow log (version 2) records to this file (rewritten every
-    /// minute and at exit).
+    /// Write NSG flow log (version 2) records to this file: each minute's
+    /// records once the minute is over, the rest at exit.
     #[arg(long = "flow-log")]
     flow_log: Option<PathBuf>,
     /// Print the final counters as one JSON document.
@@ -73,7 +73,6 @@ pub struct Args {
 
 /// How often the control loop looks at signals, the policy file and timers.
 const TICK: Duration = Duration::from_millis(100);
-const FLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let [port_a, port_b] = args.ports.as_slice() else {
@@ -131,8 +130,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let mut watched = args.watch.then(|| file_stamp(&args.policy));
-    let mut flow_events: Vec<FlowEvent> = Vec::new();
-    let mut last_flow_log = Instant::now();
+    let mut flow_log = match &args.flow_log {
+        Some(path) => Some(
+            FlowLogWriter::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut last_stats = Instant::now();
     let mut previous: Option<LiveReport> = None;
     while !stop.load(Ordering::Acquire) {
@@ -178,12 +182,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 previous = Some(report);
             }
         }
-        if let Some(path) = &args.flow_log {
-            flow_events.extend(bridge.take_flow_events());
-            if last_flow_log.elapsed() >= FLOW_LOG_INTERVAL {
-                last_flow_log = Instant::now();
-                write_flow_log(path, &flow_events)?;
-            }
+        if let (Some(writer), Some(path)) = (&mut flow_log, &args.flow_log) {
+            writer.add(bridge.take_flow_events());
+            // Workers hand events over every 100 ms: a minute is complete
+            // a second after it ends.
+            let settled = std::time::SystemTime::now() - Duration::from_secs(1);
+            let now_ns = settled
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            writer
+                .write_completed(now_ns)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
 
@@ -192,9 +201,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bridge = Arc::try_unwrap(bridge)
         .map_err(|_| anyhow::anyhow!("the bridge is still shared at shutdown"))?;
     let (report, events) = bridge.stop();
-    if let Some(path) = &args.flow_log {
-        flow_events.extend(events);
-        write_flow_log(path, &flow_events)?;
+    if let (Some(mut writer), Some(path)) = (flow_log, &args.flow_log) {
+        writer.add(events);
+        writer
+            .finish()
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -208,11 +219,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
-}
-
-fn write_flow_log(path: &Path, events: &[FlowEvent]) -> anyhow::Result<()> {
-    let (text, _skipped) = flow_log::render(events.to_vec());
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn print_summary(report: &LiveReport) {

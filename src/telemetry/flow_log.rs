@@ -175,7 +175,15 @@ fn iso_minute(minute: u64) -> String {
 
 /// Builds the flow-log document from events. Returns the JSON text and the
 /// number of events skipped (protocols the v2 schema cannot express).
-pub fn render(mut events: Vec<FlowEvent>) -> (String, usize) {
+pub fn render(events: Vec<FlowEvent>) -> (String, usize) {
+    let (records, skipped) = records_of(events);
+    let text =
+        serde_json::to_string_pretty(&Document { records }).unwrap_or_else(|_| "{}".to_string());
+    (text, skipped)
+}
+
+/// One record per (minute, NSG), in time order; and the events skipped.
+fn records_of(mut events: Vec<FlowEvent>) -> (Vec<Record>, usize) {
     events.sort();
     let mut skipped = 0;
     // (minute, nsg) → rule → mac → tuples, in sorted order.
@@ -186,9 +194,8 @@ pub fn render(mut events: Vec<FlowEvent>) -> (String, usize) {
             skipped += 1;
             continue;
         };
-        let minute = event.time_ns / 60_000_000_000;
         grouped
-            .entry((minute, event.nsg.clone()))
+            .entry((minute_of(event.time_ns), event.nsg.clone()))
             .or_default()
             .entry(event.rule.clone())
             .or_default()
@@ -222,9 +229,89 @@ pub fn render(mut events: Vec<FlowEvent>) -> (String, usize) {
             },
         })
         .collect();
-    let text =
-        serde_json::to_string_pretty(&Document { records }).unwrap_or_else(|_| "{}".to_string());
-    (text, skipped)
+    (records, skipped)
+}
+
+fn minute_of(time_ns: u64) -> u64 {
+    time_ns / 60_000_000_000
+}
+
+/// A flow log written as it goes, for a long-running bridge: events are
+/// held only until their minute is over, then written as records and
+/// dropped, so memory stays bounded by one minute of events. The file is
+/// valid JSON (`{"records":[...]}`) after every write.
+pub struct FlowLogWriter {
+    file: std::fs::File,
+    pending: Vec<FlowEvent>,
+    records_written: u64,
+    /// Events the v2 schema cannot express.
+    pub skipped: u64,
+}
+
+/// What closes the document; each write goes just before it.
+const DOCUMENT_END: &[u8] = b"\n]}\n";
+
+impl FlowLogWriter {
+    pub fn create(path: &std::path::Path) -> std::io::Result<FlowLogWriter> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(path)?;
+        file.write_all(b"{\"records\":[")?;
+        file.write_all(DOCUMENT_END)?;
+        Ok(FlowLogWriter {
+            file,
+            pending: Vec::new(),
+            records_written: 0,
+            skipped: 0,
+        })
+    }
+
+    pub fn add(&mut self, events: impl IntoIterator<Item = FlowEvent>) {
+        self.pending.extend(events);
+    }
+
+    /// Writes the records of every minute that ended before `now_ns`
+    /// (wall-clock nanoseconds).
+    pub fn write_completed(&mut self, now_ns: u64) -> std::io::Result<()> {
+        let current = minute_of(now_ns);
+        let (done, waiting): (Vec<FlowEvent>, Vec<FlowEvent>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|event| minute_of(event.time_ns) < current);
+        self.pending = waiting;
+        self.write(done)
+    }
+
+    /// Writes every event held.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        let all = std::mem::take(&mut self.pending);
+        self.write(all)
+    }
+
+    fn write(&mut self, events: Vec<FlowEvent>) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (records, skipped) = records_of(events);
+        self.skipped += skipped as u64;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        for record in &records {
+            text.extend_from_slice(if self.records_written == 0 {
+                b"\n"
+            } else {
+                b",\n"
+            });
+            serde_json::to_writer(&mut text, record)?;
+            self.records_written += 1;
+        }
+        text.extend_from_slice(DOCUMENT_END);
+        self.file
+            .seek(SeekFrom::End(-(DOCUMENT_END.len() as i64)))?;
+        self.file.write_all(&text)?;
+        self.file.flush()
+    }
 }
 
 /// A stable pseudo-MAC for a NIC name (the policy carries no MACs).
@@ -239,6 +326,28 @@ pub fn nic_mac(nic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writer_keeps_a_valid_document_and_holds_only_unfinished_minutes() {
+        let path = std::env::temp_dir().join(format!("nsgd-flowlog-{}.json", std::process::id()));
+        let mut writer = FlowLogWriter::create(&path).unwrap();
+        let read = || -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+        };
+        assert_eq!(read()["records"].as_array().unwrap().len(), 0);
+        writer.add([event(30, FlowState::Begin), event(90, FlowState::Begin)]);
+        writer.write_completed(61 * 1_000_000_000).unwrap();
+        assert_eq!(read()["records"].as_array().unwrap().len(), 1);
+        assert_eq!(writer.pending.len(), 1, "the second minute is not over");
+        writer.add([event(100, FlowState::End)]);
+        writer.finish().unwrap();
+        let document = read();
+        let records = document["records"].as_array().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1]["time"], "1970-01-01T00:01:00.0000000Z");
+        assert!(writer.pending.is_empty());
+        std::fs::remove_file(&path).unwrap();
+    }
 
     fn event(time_s: u64, state: FlowState) -> FlowEvent {
         FlowEvent {

@@ -1047,3 +1047,40 @@ fn a_stalled_bridge_drops_and_counts_never_forwards_unjudged() {
     assert_eq!(all_received, report["packets_in"].as_u64().unwrap());
     assert_eq!(all_sent, report["packets_allowed"].as_u64().unwrap());
 }
+
+#[test]
+fn idle_flows_expire_while_the_bridge_is_quiet() {
+    let (_serial, mut lab) = lab_or_skip!();
+    lab.spawn("server", &["python3", "-c", UDP_ECHO, SERVER_IP, "9000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let flow_log = lab.path("flows.json");
+    let nsgd = lab.start_nsgd(
+        &policy(),
+        &[
+            "--udp-timeout",
+            "1",
+            "--flow-log",
+            &flow_log.display().to_string(),
+        ],
+    );
+    let echoes = lab
+        .exec("client", &["python3", "-c", UDP_CLIENT, SERVER_IP, "9000"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&echoes.stdout).trim(), "3");
+    // No packet after this: only the idle sweep can end the flow.
+    std::thread::sleep(Duration::from_millis(2500));
+    let report = nsgd.stop();
+    // (The namespaces' own IPv6 multicast makes a few longer-lived flows.)
+    let flows = &report["flows"];
+    assert!(
+        flows["live_at_end"].as_u64().unwrap() < flows["created"].as_u64().unwrap(),
+        "{report:#}"
+    );
+    assert!(
+        report["flows"]["expired"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    let log = std::fs::read_to_string(&flow_log).unwrap();
+    assert!(log.contains(",9000,U,I,A,E,"), "{log}");
+}

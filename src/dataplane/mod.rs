@@ -434,34 +434,7 @@ impl Dataplane {
         now: u64,
     ) -> PacketVerdict {
         let flow_log = self.config.flow_log;
-        // Sweep expired entries every SWEEP_INTERVAL_NS of the shard's time.
-        let sweep = {
-            let slot = shard_slot(&mut self.shards, self.shard_config, shard);
-            let due = now >= slot.next_sweep;
-            if due {
-                slot.next_sweep = now.saturating_add(SWEEP_INTERVAL_NS);
-            }
-            due
-        };
-        if sweep {
-            // Borrow fields apart (no Arc clone per packet: its atomic count
-            // would bounce between workers' caches).
-            let program: &Program = &self.program;
-            let events = &mut self.flow_events;
-            let marks = &mut self.log_marks;
-            let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
-            table.expire_at_most(now, SWEEP_BUDGET, |entry| {
-                if flow_log {
-                    push_flow_event(
-                        program,
-                        events,
-                        entry_event(entry, marks, Mark::Remove),
-                        FlowState::End,
-                        entry_deadline(entry),
-                    );
-                }
-            });
-        }
+        self.sweep_if_due(shard, now);
 
         if let Some(fragment) = meta.fragment {
             if !fragment.is_first() {
@@ -648,6 +621,47 @@ impl Dataplane {
             table,
             allowed: verdict.decision == Access::Allow,
         }
+    }
+
+    /// Sweeps expired entries out of every owned shard whose sweep is due at
+    /// `now`. Packets sweep their own shard as they come; a live bridge
+    /// calls this when idle, so quiet shards still end their flows (flow-log
+    /// `E` tuples, the live-flow count). Replay never calls it: its results
+    /// must not depend on when a worker was idle.
+    pub fn sweep_idle(&mut self, now: u64) {
+        for shard in 0..SHARDS {
+            if self.shards[shard].is_some() {
+                self.sweep_if_due(shard, now);
+            }
+        }
+    }
+
+    /// Sweeps expired entries of `shard` every SWEEP_INTERVAL_NS of the
+    /// shard's time.
+    fn sweep_if_due(&mut self, shard: usize, now: u64) {
+        let flow_log = self.config.flow_log;
+        let slot = shard_slot(&mut self.shards, self.shard_config, shard);
+        if now < slot.next_sweep {
+            return;
+        }
+        slot.next_sweep = now.saturating_add(SWEEP_INTERVAL_NS);
+        // Borrow fields apart (no Arc clone per packet: its atomic count
+        // would bounce between workers' caches).
+        let program: &Program = &self.program;
+        let events = &mut self.flow_events;
+        let marks = &mut self.log_marks;
+        let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
+        table.expire_at_most(now, SWEEP_BUDGET, |entry| {
+            if flow_log {
+                push_flow_event(
+                    program,
+                    events,
+                    entry_event(entry, marks, Mark::Remove),
+                    FlowState::End,
+                    entry_deadline(entry),
+                );
+            }
+        });
     }
 
     /// Ends the replay: every live flow gets a final flow-log tuple (`C`,

@@ -478,10 +478,12 @@ fn run_worker(
         }
         if round.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = round;
+            // Quiet shards end their expired flows too.
+            dataplane.sweep_idle(now);
             publish(
                 index,
                 shared,
-                &dataplane,
+                &mut dataplane,
                 &retired_hits,
                 &mut counters,
                 &ports,
@@ -501,29 +503,28 @@ fn run_worker(
     publish(
         index,
         shared,
-        &dataplane,
+        &mut dataplane,
         &retired_hits,
         &mut counters,
         &ports,
     );
-    let events = std::mem::take(&mut dataplane.flow_events);
-    if !events.is_empty() {
-        shared
-            .flow_events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(events);
-    }
 }
 
 fn publish(
     index: usize,
     shared: &Shared,
-    dataplane: &Dataplane,
+    dataplane: &mut Dataplane,
     retired_hits: &RuleHits,
     counters: &mut [PortCounters; 2],
     ports: &WorkerPorts,
 ) {
+    if !dataplane.flow_events.is_empty() {
+        shared
+            .flow_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&mut dataplane.flow_events);
+    }
     for (counter, rx) in counters.iter_mut().zip(&ports.rx) {
         counter.kernel_drops += rx.kernel_stats().drops;
     }

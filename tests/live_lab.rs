@@ -140,6 +140,36 @@ impl Lab {
         lab
     }
 
+    /// A lab built by `scripts/lab.sh up MODE` (same names, same
+    /// topology), so the script is tested too.
+    fn from_script(mode: &str) -> Lab {
+        let prefix = format!(
+            "nsgds{}x{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            prefix,
+            dir,
+            children: Vec::new(),
+        };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["up", mode])
+            .env("LAB", &lab.prefix)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab.sh up {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
     fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.prefix)
     }
@@ -1083,4 +1113,119 @@ fn idle_flows_expire_while_the_bridge_is_quiet() {
     );
     let log = std::fs::read_to_string(&flow_log).unwrap();
     assert!(log.contains(",9000,U,I,A,E,"), "{log}");
+}
+
+const TCP_PROBE: &str = r#"
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.5).close()
+except OSError:
+    sys.exit(1)
+"#;
+
+/// What each probe of the lab policy gives, in a fixed order.
+fn probe_outcomes(lab: &mut Lab) -> Vec<(String, bool)> {
+    for port in ["8080", "8081", "9100"] {
+        lab.spawn(
+            "server",
+            &["python3", "-m", "http.server", port, "--bind", SERVER_IP],
+        );
+    }
+    lab.spawn(
+        "client",
+        &["python3", "-m", "http.server", "8080", "--bind", CLIENT_IP],
+    );
+    for port in ["9000", "9001"] {
+        lab.spawn("server", &["python3", "-c", UDP_ECHO, SERVER_IP, port]);
+    }
+    for port in [8080, 8081, 9100] {
+        lab.wait_for_listener(port);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let tcp = |lab: &Lab, from: &str, to: &str, port: &str| {
+        lab.exec(from, &["python3", "-c", TCP_PROBE, to, port])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let udp = |lab: &Lab, port: &str| {
+        let out = lab
+            .exec("client", &["python3", "-c", UDP_CLIENT, SERVER_IP, port])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "3"
+    };
+    vec![
+        (
+            "tcp client->server:8080".into(),
+            tcp(lab, "client", SERVER_IP, "8080"),
+        ),
+        (
+            "tcp client->server:8081".into(),
+            tcp(lab, "client", SERVER_IP, "8081"),
+        ),
+        (
+            "tcp client->server:9100".into(),
+            tcp(lab, "client", SERVER_IP, "9100"),
+        ),
+        (
+            "tcp server->client:8080".into(),
+            tcp(lab, "server", CLIENT_IP, "8080"),
+        ),
+        ("udp client->server:9000".into(), udp(lab, "9000")),
+        ("udp client->server:9001".into(), udp(lab, "9001")),
+        (
+            "ping client->server".into(),
+            lab.ping("client", SERVER_IP, 1),
+        ),
+        (
+            "ping server->client".into(),
+            lab.ping("server", CLIENT_IP, 1),
+        ),
+    ]
+}
+
+#[test]
+fn nsgd_and_the_nftables_reference_agree_on_every_probe() {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipping live lab test: {why}");
+        return;
+    }
+    for tool in ["nft", "taskset"] {
+        if !have(tool) {
+            eprintln!("skipping: {tool} is not installed");
+            return;
+        }
+    }
+    let expected: Vec<bool> = vec![true, false, true, false, true, false, true, false];
+
+    let mut lab = Lab::from_script("nsgd");
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+    let through_nsgd = probe_outcomes(&mut lab);
+    nsgd.stop();
+    drop(lab);
+
+    let mut lab = Lab::from_script("bridge-nft");
+    let through_nftables = probe_outcomes(&mut lab);
+    drop(lab);
+
+    // The probes can succeed: an unfiltered bridge lets every one through.
+    let mut lab = Lab::from_script("bridge");
+    let through_bridge = probe_outcomes(&mut lab);
+    drop(lab);
+    drop(guard);
+
+    let outcomes = |probes: &[(String, bool)]| probes.iter().map(|p| p.1).collect::<Vec<_>>();
+    assert_eq!(outcomes(&through_nsgd), expected, "nsgd: {through_nsgd:?}");
+    assert_eq!(
+        outcomes(&through_nftables),
+        expected,
+        "nftables: {through_nftables:?}"
+    );
+    assert!(
+        through_bridge.iter().all(|p| p.1),
+        "plain bridge: {through_bridge:?}"
+    );
 }

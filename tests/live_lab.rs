@@ -1229,3 +1229,38 @@ fn nsgd_and_the_nftables_reference_agree_on_every_probe() {
         "plain bridge: {through_bridge:?}"
     );
 }
+
+#[test]
+fn a_port_that_goes_away_stops_the_bridge_with_its_name() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let mut nsgd = lab.start_nsgd(&policy(), &[]);
+    assert!(lab.ping("client", SERVER_IP, 1));
+    // Taking n1 down is survivable (it may come back); deleting it is not.
+    must(&["ip", "-n", &lab.ns("nva"), "link", "set", "n1", "down"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        nsgd.child.try_wait().unwrap().is_none(),
+        "a down port is survivable"
+    );
+    must(&["ip", "-n", &lab.ns("nva"), "link", "set", "n1", "up"]);
+    assert!(
+        lab.ping("client", SERVER_IP, 2),
+        "forwarding again once n1 is up"
+    );
+    must(&["ip", "-n", &lab.ns("nva"), "link", "del", "n1"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = nsgd.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "nsgd kept running without n1");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        nsgd.log()
+            .contains("n1: the interface went away; not forwarding"),
+        "{}",
+        nsgd.log()
+    );
+}

@@ -142,7 +142,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(TICK);
         if !bridge.is_running() {
-            anyhow::bail!("a worker stopped unexpectedly; not forwarding");
+            let why = bridge
+                .failure()
+                .unwrap_or_else(|| "a worker stopped unexpectedly".to_string());
+            let report = bridge.report();
+            print_summary(&report);
+            anyhow::bail!("{why}; not forwarding");
         }
         let mut reload = hangup.swap(false, Ordering::AcqRel);
         if let Some(stamp) = &mut watched {

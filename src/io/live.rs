@@ -1035,9 +1035,19 @@ impl TxBatch {
     }
 }
 
-/// Waits until one of `fds` has data or `timeout_ms` passes. Returns false
-/// on a timeout or an interrupted wait.
-pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> bool {
+/// What a wait on the receive rings saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Frames may be ready (or the wait was interrupted).
+    Ready,
+    TimedOut,
+    /// A socket reported an error (its interface went down or away); the
+    /// error is cleared, so the next wait blocks again.
+    Error,
+}
+
+/// Waits until one of `fds` has data or `timeout_ms` passes.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> Readiness {
     let mut polls = [libc::pollfd {
         fd: -1,
         events: 0,
@@ -1046,11 +1056,41 @@ pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> bool {
     let count = fds.len().min(polls.len());
     for (poll, &fd) in polls.iter_mut().zip(&fds[..count]) {
         poll.fd = fd;
-        poll.events = libc::POLLIN | libc::POLLERR;
+        poll.events = libc::POLLIN;
     }
     // SAFETY: `polls` holds `count` initialised pollfd entries.
     let rc = unsafe { libc::poll(polls.as_mut_ptr(), count as libc::nfds_t, timeout_ms) };
-    rc > 0
+    if rc <= 0 {
+        return if rc == 0 {
+            Readiness::TimedOut
+        } else {
+            Readiness::Ready
+        };
+    }
+    let mut error = false;
+    for poll in &polls[..count] {
+        if poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            error = true;
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: reading SO_ERROR into a live c_int clears the
+            // socket's pending error, which poll would report forever.
+            unsafe {
+                libc::getsockopt(
+                    poll.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                );
+            }
+        }
+    }
+    if error {
+        Readiness::Error
+    } else {
+        Readiness::Ready
+    }
 }
 
 #[repr(C)]

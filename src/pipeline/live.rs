@@ -21,7 +21,9 @@ use serde::Serialize;
 use crate::compile::Program;
 use crate::conntrack::ConntrackStats;
 use crate::dataplane::{shard_of, Counters, Dataplane, DataplaneConfig};
-use crate::io::live::{wait_readable, PortError, RingConfig, RxRing, Sender, TxMode};
+use crate::io::live::{
+    interface_index, wait_readable, PortError, Readiness, RingConfig, RxRing, Sender, TxMode,
+};
 use crate::packet::{parse, LinkType};
 use crate::telemetry::flow_log::FlowEvent;
 
@@ -145,6 +147,8 @@ struct Shared {
     flow_events: Mutex<Vec<FlowEvent>>,
     reloads: AtomicU64,
     reloads_rejected: AtomicU64,
+    /// Why a worker stopped on its own.
+    failure: Mutex<Option<String>>,
 }
 
 /// A running bridge. Dropping it stops the workers.
@@ -232,6 +236,7 @@ impl Bridge {
             flow_events: Mutex::new(Vec::new()),
             reloads: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
+            failure: Mutex::new(None),
         });
         let spin = options.spin;
         let handles = all_ports
@@ -274,6 +279,15 @@ impl Bridge {
     /// Whether every worker is still running.
     pub fn is_running(&self) -> bool {
         self.workers.iter().all(|w| !w.is_finished())
+    }
+
+    /// Why a worker stopped on its own, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Flow-log events produced since the previous call.
@@ -495,8 +509,19 @@ fn run_worker(
             // Traffic just stopped: the next frame is likely microseconds
             // away, and a sleep and wake-up would cost more than it saves.
             std::hint::spin_loop();
-        } else {
-            wait_readable(&fds, PUBLISH_INTERVAL.as_millis() as i32);
+        } else if wait_readable(&fds, PUBLISH_INTERVAL.as_millis() as i32) == Readiness::Error {
+            // A port went down (it may come back: keep going, but do not
+            // spin on the error) or away (nothing to bridge: stop).
+            if let Some(gone) = ports
+                .rx
+                .iter()
+                .find(|rx| interface_index(rx.interface()).is_err())
+            {
+                *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("{}: the interface went away", gone.interface()));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     dataplane.finish();

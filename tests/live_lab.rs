@@ -1264,3 +1264,27 @@ fn a_port_that_goes_away_stops_the_bridge_with_its_name() {
         nsgd.log()
     );
 }
+
+#[test]
+fn merging_receive_offloads_on_a_port_are_warned_about() {
+    let (_serial, mut lab) = lab_or_skip!();
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("nva"),
+        "ethtool",
+        "-K",
+        "n0",
+        "gro",
+        "on",
+    ]);
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+    let log = nsgd.log();
+    assert!(
+        log.contains("warning: n0 merges received frames (gro)"),
+        "{log}"
+    );
+    assert!(!log.contains("warning: n1"), "{log}");
+    nsgd.stop();
+}

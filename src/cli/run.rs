@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::io::live::{RxLayout, TxMode};
+use crate::io::live::{merging_offloads, RxLayout, TxMode};
 use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport};
 use crate::telemetry::flow_log::FlowLogWriter;
 use crate::telemetry::metrics::MetricsServer;
@@ -111,6 +111,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
         .context("cannot install signal handlers")?;
 
+    for port in [port_a, port_b] {
+        let merging = merging_offloads(port);
+        if !merging.is_empty() {
+            eprintln!(
+                "nsgd run: warning: {port} merges received frames ({}): aggregates larger than the MTU will be dropped as oversize; turn it off: ethtool -K {port} {}",
+                merging.join(", "),
+                merging.iter().map(|o| format!("{o} off")).collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
     let bridge = Arc::new(Bridge::start(program, options)?);
     let metrics = match &args.metrics {
         Some(address) => {

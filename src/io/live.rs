@@ -1035,6 +1035,60 @@ impl TxBatch {
     }
 }
 
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETH_FLAG_LRO: u32 = 1 << 15;
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+#[repr(C)]
+struct InterfaceRequest {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// The receive offloads switched on for `interface` that merge frames (GRO,
+/// LRO): a bridge would receive aggregates larger than the wire's frames.
+/// Empty when none is on or the driver does not say.
+pub fn merging_offloads(interface: &str) -> Vec<&'static str> {
+    let Ok(fd) = packet_socket(interface) else {
+        return Vec::new();
+    };
+    let query = |cmd: u32| -> Option<u32> {
+        let mut value = EthtoolValue { cmd, data: 0 };
+        let mut request = InterfaceRequest {
+            name: [0; libc::IFNAMSIZ],
+            data: (&mut value as *mut EthtoolValue).cast(),
+            _pad: [0; 16],
+        };
+        for (slot, byte) in request
+            .name
+            .iter_mut()
+            .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+        {
+            *slot = byte as libc::c_char;
+        }
+        // SAFETY: SIOCETHTOOL reads the name and writes `value` through the
+        // pointer, both live for the call.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut request) };
+        (rc == 0).then_some(value.data)
+    };
+    let mut on = Vec::new();
+    if query(ETHTOOL_GGRO).is_some_and(|v| v != 0) {
+        on.push("gro");
+    }
+    if query(ETHTOOL_GFLAGS).is_some_and(|v| v & ETH_FLAG_LRO != 0) {
+        on.push("lro");
+    }
+    on
+}
+
 /// What a wait on the receive rings saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {

@@ -9,8 +9,8 @@
 //! frame's shard and files the frame (a borrowed [`Record`], no bytes
 //! copied) under the worker that owns the shard (`shard % workers`, as in
 //! the ordered pipeline). Every worker then takes every chunk in turn and
-//! decides its own frames; the last one done with a chunk releases the
-//! chunk's pages of the mapping. So each worker sees exactly the packets,
+//! decides its own frames; the pages of chunks every worker is done with
+//! are released from the mapping as they add up. So each worker sees exactly the packets,
 //! in exactly the order, that the ordered pipeline gives it, and the report
 //! is the same. A single worker walks and decides in one pass.
 //!
@@ -49,12 +49,15 @@ struct Tuning {
     /// Chunks walked and not yet taken by every worker, at most: bounds
     /// memory when one worker falls behind.
     max_pending: usize,
+    /// Bytes the workers are done with that are released at once.
+    release_bytes: usize,
 }
 
 const TUNING: Tuning = Tuning {
     chunk_records: 2048,
     lead: 2,
     max_pending: 32,
+    release_bytes: 16 << 20,
 };
 
 /// How many frames ahead a worker prefetches the frames it decides.
@@ -160,6 +163,11 @@ fn run_tuned(
         tuning,
         owner,
         maps: &plan.maps,
+        // A file replayed more than once stays mapped: releasing its pages
+        // would only fault them in again for the next pass.
+        releasable: (0..plan.maps.len())
+            .map(|map| plan.captures.iter().filter(|(_, m)| *m == map).count() == 1)
+            .collect(),
         walk: Mutex::new(Walk {
             captures: readers,
             current: 0,
@@ -172,6 +180,7 @@ fn run_tuned(
             first: 0,
             finished: false,
             spare: Vec::new(),
+            done: Done::new(tuning.release_bytes),
         }),
         room: Condvar::new(),
     };
@@ -300,6 +309,45 @@ struct Board<'a> {
     finished: bool,
     /// Chunks every worker is done with, for reuse.
     spare: Vec<Chunk<'a>>,
+    /// Bytes of chunks every worker is done with, not yet released.
+    done: Done,
+}
+
+/// Bytes every worker is done with, gathered until there are enough to
+/// release at once: each release makes the kernel interrupt the other
+/// workers' processors to flush their TLBs.
+struct Done {
+    spans: Vec<Span>,
+    bytes: usize,
+    /// Released once this many are gathered.
+    threshold: usize,
+}
+
+impl Done {
+    fn new(threshold: usize) -> Done {
+        Done {
+            spans: Vec::new(),
+            bytes: 0,
+            threshold,
+        }
+    }
+
+    /// Adds `spans`; returns all gathered once they reach the threshold.
+    fn add(&mut self, spans: &[Span]) -> Option<Vec<Span>> {
+        for (map, range) in spans {
+            self.bytes += range.len();
+            match self.spans.last_mut() {
+                Some((last_map, last)) if last_map == map && last.end == range.start => {
+                    last.end = range.end;
+                }
+                _ => self.spans.push((*map, range.clone())),
+            }
+        }
+        (self.bytes >= self.threshold).then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.spans)
+        })
+    }
 }
 
 struct Shared<'a> {
@@ -308,6 +356,8 @@ struct Shared<'a> {
     /// The worker that owns each shard.
     owner: [u8; SHARDS],
     maps: &'a [MappedCapture],
+    /// Per mapping: whether the pages a chunk is done with can go.
+    releasable: Vec<bool>,
     walk: Mutex<Walk<'a>>,
     board: Mutex<Board<'a>>,
     /// Signalled when a chunk leaves the board or the replay is abandoned.
@@ -410,13 +460,21 @@ impl<'a> Shared<'a> {
     /// Gives back a chunk the worker is done with; the last one to give it
     /// back releases its pages and keeps it for reuse.
     fn give_back(&self, chunk: Arc<Chunk<'a>>) {
-        if let Some(mut chunk) = Arc::into_inner(chunk) {
-            self.release(&chunk.spans);
-            for frames in &mut chunk.frames {
-                frames.clear();
-            }
+        let Some(mut chunk) = Arc::into_inner(chunk) else {
+            return;
+        };
+        for frames in &mut chunk.frames {
+            frames.clear();
+        }
+        let ready = {
+            let mut board = lock(&self.board);
+            let ready = board.done.add(&chunk.spans);
             chunk.spans.clear();
-            lock(&self.board).spare.push(chunk);
+            board.spare.push(chunk);
+            ready
+        };
+        if let Some(spans) = ready {
+            self.release(&spans);
         }
     }
 
@@ -424,7 +482,9 @@ impl<'a> Shared<'a> {
     /// records of other spans, on the pages at the ends, are kept).
     fn release(&self, spans: &[Span]) {
         for (map, range) in spans {
-            self.maps[*map].release(range.clone());
+            if self.releasable[*map] {
+                self.maps[*map].release(range.clone());
+            }
         }
     }
 
@@ -470,12 +530,15 @@ fn scan_worker(
         // in the cache from its dispatch.
         let mut walk = lock(&shared.walk);
         let mut spans = Vec::new();
+        let mut done = Done::new(shared.tuning.release_bytes);
         loop {
             let limit = shared.tuning.chunk_records;
             let ended = walk.walk(limit, &shared.owner, &mut spans, |_, shard, record| {
                 decide(shard, &record);
             });
-            shared.release(&spans);
+            if let Some(ready) = done.add(&spans) {
+                shared.release(&ready);
+            }
             spans.clear();
             if ended {
                 break;
@@ -546,9 +609,11 @@ mod tests {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let policy = crate::policy::load(&root.join("configs/hub-spoke.yaml")).unwrap();
         let program = Arc::new(Program::compile(&policy).unwrap());
+        // One file twice (kept mapped), the others released as they go.
         let captures = [
             root.join("pcaps/hub-spoke-small.pcap"),
             root.join("../shared/pcaps/damaged-record-header.pcap"),
+            root.join("pcaps/hub-spoke-dual-stack.pcap"),
             root.join("pcaps/hub-spoke-small.pcap"),
         ];
         let options = ReplayOptions {
@@ -567,14 +632,20 @@ mod tests {
         let expected =
             comparable(super::super::replay(Arc::clone(&program), &captures, &options).unwrap());
         assert_eq!(expected["capture_problems"].as_array().unwrap().len(), 1);
-        let tunings = [(1, 0, 1), (3, 1, 2), (7, 4, 3), (64, 2, 32)];
+        let tunings = [
+            (1, 0, 1, 1),
+            (3, 1, 2, 5000),
+            (7, 4, 3, 1 << 20),
+            (64, 2, 32, 0),
+        ];
         // Each thrice: the interleavings differ from run to run.
-        for (chunk_records, lead, max_pending) in tunings.repeat(3) {
+        for (chunk_records, lead, max_pending, release_bytes) in tunings.repeat(3) {
             for workers in 1..=4 {
                 let tuning = Tuning {
                     chunk_records,
                     lead,
                     max_pending,
+                    release_bytes,
                 };
                 let plan = plan(&captures, &options).unwrap().unwrap();
                 let report = run_tuned(

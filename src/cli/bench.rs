@@ -92,6 +92,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             f.new_flows_per_second / 1e6
         );
     }
+    // How much more the most workers do than one, per capture.
+    for one in report.figures.iter().filter(|f| f.workers == 1) {
+        let most = report
+            .figures
+            .iter()
+            .filter(|f| f.capture == one.capture)
+            .max_by_key(|f| f.workers);
+        if let Some(most) = most.filter(|most| most.workers > 1) {
+            println!(
+                "{}: {} workers replay {:.2}x as fast as 1",
+                one.capture,
+                most.workers,
+                most.packets_per_second / one.packets_per_second.max(1e-9)
+            );
+        }
+    }
     match report.tcpdump_seconds {
         Some(seconds) => {
             let nsgd_best = report

@@ -1,11 +1,10 @@
 //! Classic pcap (libpcap's format): a 24-byte file header whose magic number
 //! gives the byte order and the timestamp unit (microseconds `a1b2c3d4`,
 //! nanoseconds `a1b23c4d`), then records of a 16-byte header and `incl_len`
-//! bytes. Parsing only; the buffering is [`Input`]'s.
+//! bytes. Parsing only; the bytes come from a [`ByteSource`] (the buffered
+//! reader's or a mapped file's).
 
-use std::io::Read;
-
-use super::input::Input;
+use super::input::ByteSource;
 use super::reader::{io_error, RecordPosition};
 use super::CaptureError;
 
@@ -17,6 +16,7 @@ const RECORD_HEADER_LEN: usize = 16;
 /// (some writers do that) but never this, unless the header says more.
 pub(super) const MAX_SNAPLEN: u32 = 262_144;
 
+#[derive(Clone)]
 pub(super) struct PcapFormat {
     big_endian: bool,
     nanoseconds: bool,
@@ -40,8 +40,8 @@ impl PcapFormat {
 
     /// Reads the file header; the input is at offset 0 and the magic number
     /// was recognised as (`big_endian`, `nanoseconds`).
-    pub(super) fn read_header<R: Read>(
-        input: &mut Input<R>,
+    pub(super) fn read_header<S: ByteSource>(
+        input: &mut S,
         big_endian: bool,
         nanoseconds: bool,
     ) -> Result<PcapFormat, CaptureError> {
@@ -69,9 +69,9 @@ impl PcapFormat {
         })
     }
 
-    pub(super) fn next<R: Read>(
+    pub(super) fn next<S: ByteSource>(
         &mut self,
-        input: &mut Input<R>,
+        input: &mut S,
     ) -> Result<Option<RecordPosition>, CaptureError> {
         let offset = input.offset();
         if !input.fill(RECORD_HEADER_LEN).map_err(io_error(offset))? {

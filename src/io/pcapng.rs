@@ -4,11 +4,10 @@
 //! with its own link type, snaplen, timestamp resolution (`if_tsresol`,
 //! decimal or binary) and offset (`if_tsoffset`). Packets come in enhanced,
 //! simple and (obsolete) packet blocks; every other block is skipped.
-//! Parsing only; the buffering is [`Input`]'s.
+//! Parsing only; the bytes come from a [`ByteSource`] (the buffered reader's
+//! or a mapped file's).
 
-use std::io::Read;
-
-use super::input::Input;
+use super::input::ByteSource;
 use super::pcap::{read_u16, read_u32};
 use super::reader::{io_error, RecordPosition};
 use super::CaptureError;
@@ -81,6 +80,7 @@ impl Interface {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct PcapngFormat {
     big_endian: bool,
     interfaces: Vec<Interface>,
@@ -97,9 +97,9 @@ impl PcapngFormat {
         }
     }
 
-    pub(super) fn next<R: Read>(
+    pub(super) fn next<S: ByteSource>(
         &mut self,
-        input: &mut Input<R>,
+        input: &mut S,
     ) -> Result<Option<RecordPosition>, CaptureError> {
         loop {
             let offset = input.offset();

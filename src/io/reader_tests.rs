@@ -1,40 +1,100 @@
 //! Reader tests on hand-built captures (every pcapng block kind, both byte
 //! orders, every timestamp resolution form) and property tests on hostile
 //! input: random bytes, truncations and bit flips never panic, and a
-//! truncated file yields a prefix of the records of the whole one.
+//! truncated file yields a prefix of the records of the whole one. The
+//! in-place reader ([`SliceReader`]) yields exactly what the buffered one
+//! does, errors and offsets included, on all of these and on every capture
+//! of the corpus.
 
 use proptest::prelude::*;
 
-use super::{CaptureError, CaptureFormat, CaptureReader, PcapWriter, TimestampPrecision};
+use super::{
+    CaptureError, CaptureFormat, CaptureReader, MappedCapture, PcapWriter, SliceReader,
+    TimestampPrecision,
+};
 
 type Owned = (u64, u32, u32, u32, Vec<u8>);
 
-/// Every record of `bytes`, then the error (if any).
-fn read_all(bytes: &[u8]) -> (Vec<Owned>, Option<CaptureError>) {
-    let mut reader = match CaptureReader::new(bytes) {
+/// The two readers, alike for these tests.
+trait Records {
+    fn next_owned(&mut self) -> Result<Option<Owned>, CaptureError>;
+    fn records_read(&self) -> u64;
+}
+
+fn owned(r: super::Record<'_>) -> Owned {
+    assert_eq!(r.caplen as usize, r.data.len());
+    (
+        r.timestamp_ns,
+        r.link_type,
+        r.caplen,
+        r.orig_len,
+        r.data.to_vec(),
+    )
+}
+
+impl<R: std::io::Read> Records for CaptureReader<R> {
+    fn next_owned(&mut self) -> Result<Option<Owned>, CaptureError> {
+        Ok(self.next_record()?.map(owned))
+    }
+    fn records_read(&self) -> u64 {
+        CaptureReader::records_read(self)
+    }
+}
+
+impl Records for SliceReader<'_> {
+    fn next_owned(&mut self) -> Result<Option<Owned>, CaptureError> {
+        Ok(self.next_record()?.map(owned))
+    }
+    fn records_read(&self) -> u64 {
+        SliceReader::records_read(self)
+    }
+}
+
+/// Every record `reader` yields, then the error (if any).
+fn drain(reader: Result<impl Records, CaptureError>) -> (Vec<Owned>, Option<CaptureError>) {
+    let mut reader = match reader {
         Ok(reader) => reader,
         Err(error) => return (Vec::new(), Some(error)),
     };
     let mut records = Vec::new();
     loop {
-        match reader.next_record() {
-            Ok(Some(r)) => {
-                assert_eq!(r.caplen as usize, r.data.len());
-                records.push((
-                    r.timestamp_ns,
-                    r.link_type,
-                    r.caplen,
-                    r.orig_len,
-                    r.data.to_vec(),
-                ))
-            }
+        match reader.next_owned() {
+            Ok(Some(record)) => records.push(record),
             Ok(None) => return (records, None),
             Err(error) => {
-                assert!(reader.next_record().unwrap().is_none());
+                assert_eq!(reader.records_read(), records.len() as u64);
+                assert!(reader.next_owned().unwrap().is_none());
                 return (records, Some(error));
             }
         }
     }
+}
+
+/// Every record of `bytes`, then the error (if any).
+fn read_all(bytes: &[u8]) -> (Vec<Owned>, Option<CaptureError>) {
+    drain(CaptureReader::new(bytes))
+}
+
+/// Every record of `bytes` read in place, then the error (if any).
+fn read_all_in_place(bytes: &[u8]) -> (Vec<Owned>, Option<CaptureError>) {
+    drain(SliceReader::new(bytes))
+}
+
+/// The buffered and the in-place reader agree on `bytes`: the same records,
+/// then the same error (message and offset) or none. Gzip input is the
+/// buffered reader's alone.
+fn assert_readers_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(());
+    }
+    let (buffered, buffered_error) = read_all(bytes);
+    let (in_place, in_place_error) = read_all_in_place(bytes);
+    prop_assert_eq!(&buffered, &in_place);
+    prop_assert_eq!(
+        buffered_error.as_ref().map(|e| (e.to_string(), e.offset())),
+        in_place_error.as_ref().map(|e| (e.to_string(), e.offset()))
+    );
+    Ok(())
 }
 
 struct Pcapng {
@@ -310,6 +370,110 @@ fn microsecond_writer_truncates_to_microseconds() {
     );
 }
 
+#[test]
+fn the_in_place_reader_agrees_on_hand_built_captures() {
+    let mut captures = vec![
+        sample_pcapng(),
+        small_pcap(),
+        Vec::new(),
+        b"GIF89a".to_vec(),
+    ];
+    // Truncated inside a block, and a damaged trailer.
+    let whole = sample_pcapng();
+    captures.push(whole[..whole.len() - 7].to_vec());
+    let mut bad = whole.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    captures.push(bad);
+    let pcap = small_pcap();
+    captures.push(pcap[..pcap.len() - 3].to_vec());
+    captures.push(pcap[..30].to_vec());
+    captures.push(pcap[..10].to_vec());
+    for bytes in &captures {
+        assert_readers_agree(bytes).unwrap();
+    }
+    let reader = SliceReader::new(&whole).unwrap();
+    assert_eq!(reader.format(), CaptureFormat::Pcapng);
+    let reader = SliceReader::new(&pcap).unwrap();
+    assert_eq!(reader.offset(), 24);
+    // The records outlive the reader: they borrow the bytes, not it.
+    let first = SliceReader::new(&pcap)
+        .unwrap()
+        .next_record()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.timestamp_ns, 0);
+}
+
+/// Every capture of the corpus and of the repository's pcaps/.
+fn corpus_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("../shared/pcaps"), root.join("pcaps")] {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        files.extend(
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng")),
+        );
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_in_place_reader_agrees_on_every_corpus_capture() {
+    let files = corpus_files();
+    assert!(files.len() >= 33, "{files:?}");
+    let mut damaged = 0;
+    for file in files {
+        let map = MappedCapture::open(&file).unwrap().unwrap();
+        assert_eq!(map.bytes(), std::fs::read(&file).unwrap().as_slice());
+        let (buffered, buffered_error) = read_all(map.bytes());
+        let (in_place, in_place_error) = read_all_in_place(map.bytes());
+        assert_eq!(buffered.len(), in_place.len(), "{}", file.display());
+        assert!(buffered == in_place, "{}", file.display());
+        let describe = |e: &CaptureError| (e.to_string(), e.offset());
+        assert_eq!(
+            buffered_error.as_ref().map(describe),
+            in_place_error.as_ref().map(describe),
+            "{}",
+            file.display()
+        );
+        damaged += usize::from(in_place_error.is_some());
+        // Released pages read back the same bytes.
+        map.release(0..map.bytes().len());
+        let (again, _) = read_all_in_place(map.bytes());
+        assert!(again == in_place, "{}", file.display());
+    }
+    assert!(damaged >= 2, "the corpus has two damaged captures");
+}
+
+#[test]
+fn mapping_leaves_compressed_and_special_files_to_the_buffered_reader() {
+    let dir = std::env::temp_dir().join(format!("nsgd-mapped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gzip = dir.join("trace.pcap.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, &small_pcap()).unwrap();
+    std::fs::write(&gzip, encoder.finish().unwrap()).unwrap();
+    assert!(MappedCapture::open(&gzip).unwrap().is_none());
+    assert!(MappedCapture::open(&dir).unwrap().is_none());
+    let empty = dir.join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let map = MappedCapture::open(&empty).unwrap().unwrap();
+    assert!(map.bytes().is_empty());
+    map.release(0..10);
+    assert!(matches!(
+        SliceReader::new(map.bytes()),
+        Err(CaptureError::Empty)
+    ));
+    let missing = MappedCapture::open(dir.join("missing.pcap")).unwrap_err();
+    let expected = CaptureReader::open(dir.join("missing.pcap")).err().unwrap();
+    assert_eq!(missing.to_string(), expected.to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn small_pcap() -> Vec<u8> {
     let mut writer = PcapWriter::new(Vec::new(), 1, TimestampPrecision::Nanoseconds).unwrap();
     for i in 0..12u8 {
@@ -348,6 +512,28 @@ proptest! {
         let magics: [&[u8]; 4] = [b"", b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\x0a\x0d\x0d\x0a"];
         input.splice(0..0, magics[magic].iter().copied());
         let _ = read_all(&input);
+    }
+
+    #[test]
+    fn the_readers_agree_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512), magic in 0usize..4) {
+        let mut input = bytes;
+        let magics: [&[u8]; 4] = [b"", b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\x0a\x0d\x0d\x0a"];
+        input.splice(0..0, magics[magic].iter().copied());
+        assert_readers_agree(&input)?;
+    }
+
+    #[test]
+    fn the_readers_agree_on_truncations_and_bit_flips(seed in 0usize..7, cut in any::<prop::sample::Index>(), flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..4)) {
+        let seeds = seeds();
+        let whole = &seeds[seed % seeds.len()];
+        let mut bytes = whole[..cut.index(whole.len() + 1)].to_vec();
+        if !bytes.is_empty() {
+            for (at, bit) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= 1 << bit;
+            }
+        }
+        assert_readers_agree(&bytes)?;
     }
 
     #[test]

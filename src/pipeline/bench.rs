@@ -1,7 +1,10 @@
 //! `nsgd bench`: end-to-end replay throughput on generated captures — packets
 //! per second on mostly established traffic for several worker counts, new
 //! flows per second under a SYN flood — and, where tcpdump is installed, the
-//! time tcpdump takes to filter the same capture with a BPF expression.
+//! time tcpdump takes to filter the same capture with a BPF expression. The
+//! replays write no outputs, so they take the parallel scan (see
+//! `pipeline::scan`), as `nsgd replay` does without `--allowed`, `--denied`
+//! or `--verdicts`.
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -81,7 +84,13 @@ fn write_capture(policy: &Policy, path: &Path, options: &GenerateOptions) -> any
         TimestampPrecision::Nanoseconds,
     )?;
     generate(policy, options, &mut writer)?;
-    writer.finish()?;
+    let file = writer
+        .finish()?
+        .into_inner()
+        .map_err(|error| error.into_error())?;
+    // Written back before any replay, which otherwise shares the machine
+    // with the kernel writing hundreds of megabytes of dirty pages.
+    file.sync_all()?;
     Ok(())
 }
 

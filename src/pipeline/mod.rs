@@ -1,12 +1,21 @@
-//! The replay pipeline: a reader thread fills batches of frames and parses
-//! them, N workers decide the packets of the shards they own, and a sink puts
-//! the verdicts back in capture order and writes the outputs. Batches travel
-//! over bounded crossbeam channels and come back to the reader for reuse, so
-//! steady state allocates nothing per packet. Results do not depend on the
-//! number of workers: shards, not workers, own the flow state.
+//! The replay pipelines. Results do not depend on the number of workers or
+//! the pipeline: shards, not workers, own the flow state, and each worker
+//! decides the packets of the shards it owns in capture order.
+//!
+//! - The ordered pipeline: a reader thread fills batches of frames and
+//!   parses them, N workers decide the packets of the shards they own, and a
+//!   sink puts the verdicts back in capture order and writes the outputs.
+//!   Batches travel over bounded crossbeam channels and come back to the
+//!   reader for reuse, so steady state allocates nothing per packet.
+//! - The parallel scan (`scan`), used when nothing needs per-packet capture
+//!   order (no allowed, denied or verdicts output; a flow log is sorted
+//!   anyway) and every capture is a plain pcap or pcapng file: the workers
+//!   walk the mapped files in place, taking turns, and each decides the
+//!   frames of its own shards; no reader thread, no copies, no sink.
 
 pub mod bench;
 pub mod live;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -22,7 +31,7 @@ use crate::compile::Program;
 use crate::dataplane::{
     shard_hint, shard_of, Counters, Dataplane, DataplaneConfig, PacketVerdict, Reason, SHARDS,
 };
-use crate::io::{CaptureError, CaptureReader, PcapWriter, RecordBatch, TimestampPrecision};
+use crate::io::{CaptureError, CaptureReader, PcapWriter, Record, RecordBatch, TimestampPrecision};
 use crate::packet::{parse, LinkType, Parsed};
 use crate::telemetry::flow_log::{self, FlowEvent};
 
@@ -42,6 +51,22 @@ pub struct ReplayOptions {
     pub flow_log_output: Option<PathBuf>,
     /// Draw a progress line on standard error (when it is a terminal).
     pub progress: bool,
+    /// Which pipeline replays (the results are the same).
+    pub path: ReplayPath,
+}
+
+/// Which pipeline [`replay`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayPath {
+    /// The parallel scan when it can serve the options and captures, else
+    /// the ordered pipeline.
+    #[default]
+    Auto,
+    /// The ordered pipeline (reader, workers, sink), whatever the options.
+    Ordered,
+    /// The parallel scan, or [`ReplayError::ScanUnavailable`] when it cannot
+    /// serve the options or captures.
+    Scan,
 }
 
 impl Default for ReplayOptions {
@@ -54,6 +79,7 @@ impl Default for ReplayOptions {
             verdicts_output: None,
             flow_log_output: None,
             progress: false,
+            path: ReplayPath::Auto,
         }
     }
 }
@@ -115,6 +141,8 @@ pub enum ReplayError {
     Output { path: String, error: std::io::Error },
     #[error("a pipeline thread stopped unexpectedly")]
     ThreadPanicked,
+    #[error("the parallel scan cannot replay this: {reason}")]
+    ScanUnavailable { reason: String },
 }
 
 /// The reader's open error names the file already; other errors do not.
@@ -173,6 +201,51 @@ struct WorkerFinal {
     live: u64,
 }
 
+impl WorkerFinal {
+    /// What a worker's dataplane leaves once every packet is decided.
+    fn of(mut dataplane: Dataplane) -> WorkerFinal {
+        dataplane.finish();
+        WorkerFinal {
+            stats: dataplane.conntrack_stats(),
+            live: dataplane.live_flows() as u64,
+            flow_events: std::mem::take(&mut dataplane.flow_events),
+            counters: dataplane.counters,
+        }
+    }
+}
+
+/// The progress line on standard error, when asked for and a terminal.
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(options: &ReplayOptions) -> Progress {
+        Progress {
+            enabled: options.progress && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last: Instant::now(),
+        }
+    }
+
+    /// Redraws the line (at most four times a second) with `done` packets.
+    fn update(&mut self, done: u64) {
+        if self.enabled && self.last.elapsed() > Duration::from_millis(250) {
+            self.last = Instant::now();
+            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r{done} packets, {:.2} M packets/s", rate / 1e6);
+        }
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            eprintln!();
+        }
+    }
+}
+
 fn open_output(path: &Path) -> Result<BufWriter<File>, ReplayError> {
     File::create(path)
         .map(|f| BufWriter::with_capacity(1 << 20, f))
@@ -183,7 +256,8 @@ fn open_output(path: &Path) -> Result<BufWriter<File>, ReplayError> {
 }
 
 /// Replays captures through the program. Every packet of every capture is
-/// decided; outputs keep capture order.
+/// decided; outputs keep capture order. Runs the pipeline `options.path`
+/// names (by default the parallel scan where it applies).
 pub fn replay(
     program: Arc<Program>,
     captures: &[PathBuf],
@@ -191,6 +265,26 @@ pub fn replay(
 ) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
     let workers = options.workers.clamp(1, SHARDS);
+    if options.path != ReplayPath::Ordered {
+        match scan::plan(captures, options)? {
+            Ok(plan) => return scan::run(program, plan, options, workers, started),
+            Err(reason) if options.path == ReplayPath::Scan => {
+                return Err(ReplayError::ScanUnavailable { reason })
+            }
+            Err(_) => {}
+        }
+    }
+    replay_ordered(program, captures, options, workers, started)
+}
+
+/// The ordered pipeline: reader, workers, sink.
+fn replay_ordered(
+    program: Arc<Program>,
+    captures: &[PathBuf],
+    options: &ReplayOptions,
+    workers: usize,
+    started: Instant,
+) -> Result<ReplayReport, ReplayError> {
     // Open every capture first so a typo fails before any work.
     let mut readers = Vec::new();
     for path in captures {
@@ -269,17 +363,7 @@ pub fn replay(
                 positions.clear();
             }
             for (position, record) in batch.records.iter().enumerate() {
-                // Parse here only what cannot be dispatched without it.
-                let (shard, parsed) = match LinkType::from_linktype(record.link_type) {
-                    Ok(link) => match shard_hint(link, record.data) {
-                        Some(shard) => (shard, None),
-                        None => {
-                            let parsed = parse(link, record.data);
-                            (shard_of(&parsed), Some(parsed))
-                        }
-                    },
-                    Err(reason) => (0, Some(Parsed::Drop(reason))),
-                };
+                let (shard, parsed) = dispatch(&record);
                 batch.positions[shard % workers].push(position as u32);
                 batch.shards.push(shard as u8);
                 batch.parsed.push(parsed);
@@ -304,13 +388,54 @@ pub fn replay(
     for handle in worker_handles {
         handle.join().map_err(|_| ReplayError::ThreadPanicked)?;
     }
-    let mut report = sink.join().map_err(|_| ReplayError::ThreadPanicked)??;
-    report.captures = names;
+    let report = sink.join().map_err(|_| ReplayError::ThreadPanicked)??;
+    Ok(complete(report, names, problems, workers, started))
+}
+
+/// Fills in what the workers' counters do not say.
+fn complete(
+    mut report: ReplayReport,
+    captures: Vec<String>,
+    problems: Vec<CaptureProblem>,
+    workers: usize,
+    started: Instant,
+) -> ReplayReport {
+    report.captures = captures;
     report.capture_problems = problems;
     report.workers = workers;
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     report.packets_per_second = report.packets_in as f64 / report.elapsed_seconds.max(1e-9);
-    Ok(report)
+    report
+}
+
+/// A frame's shard, and its parse when the shard needed one: frames that
+/// `shard_hint` dispatches are left for their worker to parse.
+#[inline]
+fn dispatch(record: &Record<'_>) -> (usize, Option<Parsed>) {
+    match LinkType::from_linktype(record.link_type) {
+        Ok(link) => match shard_hint(link, record.data) {
+            Some(shard) => (shard, None),
+            None => {
+                let parsed = parse(link, record.data);
+                (shard_of(&parsed), Some(parsed))
+            }
+        },
+        Err(reason) => (0, Some(Parsed::Drop(reason))),
+    }
+}
+
+/// A frame's parse: `parsed` if dispatching it took one, else a fresh one.
+#[inline]
+fn parse_record(record: &Record<'_>, parsed: Option<Parsed>) -> Parsed {
+    match parsed {
+        Some(parsed) => parsed,
+        // The dispatch found the shard without parsing: the link type is one
+        // `shard_hint` accepts.
+        None => match LinkType::from_linktype(record.link_type) {
+            Ok(link) => parse(link, record.data),
+            Err(reason) => Parsed::Drop(reason),
+        },
+    }
 }
 
 fn run_worker(
@@ -333,15 +458,7 @@ fn run_worker(
             let Some(record) = batch.records.get(index) else {
                 continue;
             };
-            let parsed = match batch.parsed[index] {
-                Some(parsed) => parsed,
-                // The reader found the shard without parsing: the link type
-                // is one `shard_hint` accepts.
-                None => match LinkType::from_linktype(record.link_type) {
-                    Ok(link) => parse(link, record.data),
-                    Err(reason) => Parsed::Drop(reason),
-                },
-            };
+            let parsed = parse_record(&record, batch.parsed[index]);
             let verdict = dataplane.decide(
                 usize::from(batch.shards[index]),
                 &parsed,
@@ -363,15 +480,7 @@ fn run_worker(
             return;
         }
     }
-    dataplane.finish();
-    let stats = dataplane.conntrack_stats();
-    let live = dataplane.live_flows() as u64;
-    let _ = sink.send(ToSink::Done(Box::new(WorkerFinal {
-        counters: dataplane.counters.clone(),
-        flow_events: std::mem::take(&mut dataplane.flow_events),
-        stats,
-        live,
-    })));
+    let _ = sink.send(ToSink::Done(Box::new(WorkerFinal::of(dataplane))));
 }
 
 struct Outputs {
@@ -402,9 +511,7 @@ fn run_sink(
     let mut finals: Vec<WorkerFinal> = Vec::new();
     let mut ordered: Vec<Option<PacketVerdict>> = Vec::with_capacity(BATCH_RECORDS);
     let mut packets_done = 0u64;
-    let progress = options.progress && std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
+    let mut progress = Progress::new(options);
 
     for message in inbox {
         match message {
@@ -444,16 +551,10 @@ fn run_sink(
             if let Ok(batch) = Arc::try_unwrap(batch) {
                 let _ = recycle.try_send(batch);
             }
-            if progress && last_progress.elapsed() > Duration::from_millis(250) {
-                last_progress = Instant::now();
-                let rate = packets_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                eprint!("\r{packets_done} packets, {:.2} M packets/s", rate / 1e6);
-            }
+            progress.update(packets_done);
         }
     }
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
 
     for (writer, path) in [
         (outputs.allowed.take(), &options.allowed_output),
@@ -485,6 +586,16 @@ fn run_sink(
         })?;
     }
 
+    summarise(&program, finals, options)
+}
+
+/// The report of the workers' final figures (in any order), and the flow
+/// log written if asked for.
+fn summarise(
+    program: &Program,
+    finals: Vec<WorkerFinal>,
+    options: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
     let mut counters = Counters::new(program.total_rule_slots());
     let mut events = Vec::new();
     let mut flows = FlowSummary::default();
@@ -508,7 +619,7 @@ fn run_sink(
         })?;
     }
     Ok(report_from(
-        &program,
+        program,
         &counters,
         flows,
         skipped,

@@ -83,6 +83,12 @@ pub fn print_report(report: &ReplayReport) {
         if report.workers == 1 { "" } else { "s" }
     );
     print_traffic(report);
+    if report.packets_not_written > 0 {
+        println!(
+            "  {} packets not written to the output pcaps: their link type differs from the file's (a pcap holds one)",
+            report.packets_not_written
+        );
+    }
     for problem in &report.capture_problems {
         println!(
             "  capture {} ended early after {} packets: {}",

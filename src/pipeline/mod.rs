@@ -125,6 +125,10 @@ pub struct ReplayReport {
     pub rule_hits: RuleHits,
     pub flows: FlowSummary,
     pub flow_log_records_skipped: u64,
+    /// Packets an `--allowed`/`--denied` pcap could not hold: a pcap has one
+    /// link type (its first packet's), so in a capture mixing link types
+    /// (pcapng) packets of the others are left out of it, and counted here.
+    pub packets_not_written: u64,
     pub captures: Vec<String>,
     pub capture_problems: Vec<CaptureProblem>,
     pub workers: usize,
@@ -487,6 +491,8 @@ struct Outputs {
     allowed: Option<PcapWriter<BufWriter<File>>>,
     denied: Option<PcapWriter<BufWriter<File>>>,
     verdicts: Option<BufWriter<File>>,
+    /// Packets of another link type than their output pcap's.
+    not_written: u64,
 }
 
 fn run_sink(
@@ -504,6 +510,7 @@ fn run_sink(
             Some(path) => Some(open_output(path)?),
             None => None,
         },
+        not_written: 0,
     };
     let mut pending_batches: BTreeMap<u64, Arc<Batch>> = BTreeMap::new();
     let mut pending_verdicts: BTreeMap<u64, Vec<WorkerResult>> = BTreeMap::new();
@@ -586,7 +593,9 @@ fn run_sink(
         })?;
     }
 
-    summarise(&program, finals, options)
+    let mut report = summarise(&program, finals, options)?;
+    report.packets_not_written = outputs.not_written;
+    Ok(report)
 }
 
 /// The report of the workers' final figures (in any order), and the flow
@@ -656,7 +665,9 @@ fn write_batch(
                 *slot = Some(writer);
             }
             if let Some(writer) = slot {
-                if writer.link_type() == record.link_type {
+                if writer.link_type() != record.link_type {
+                    outputs.not_written += 1;
+                } else {
                     writer
                         .write_record(&record)
                         .map_err(|error| ReplayError::Output {
@@ -772,6 +783,7 @@ pub(crate) fn report_from(
         rule_hits,
         flows,
         flow_log_records_skipped: skipped,
+        packets_not_written: 0,
         captures: Vec::new(),
         capture_problems: Vec::new(),
         workers: 0,

@@ -82,7 +82,8 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// A uniquely named lab with its folder, before any namespace exists.
+    fn named() -> Lab {
         let prefix = format!(
             "nsgdt{}x{}",
             std::process::id(),
@@ -90,11 +91,15 @@ impl Lab {
         );
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
+        Lab {
             prefix,
             dir,
             children: Vec::new(),
-        };
+        }
+    }
+
+    fn new() -> Lab {
+        let lab = Lab::named();
         for ns in ["client", "nva", "server"] {
             must(&["ip", "netns", "add", &lab.ns(ns)]);
             must(&["ip", "-n", &lab.ns(ns), "link", "set", "lo", "up"]);
@@ -143,18 +148,7 @@ impl Lab {
     /// A lab built by `scripts/lab.sh up MODE` (same names, same
     /// topology), so the script is tested too.
     fn from_script(mode: &str) -> Lab {
-        let prefix = format!(
-            "nsgds{}x{}",
-            std::process::id(),
-            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(&prefix);
-        std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
-            prefix,
-            dir,
-            children: Vec::new(),
-        };
+        let lab = Lab::named();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
         let out = Command::new("bash")
             .arg(&script)

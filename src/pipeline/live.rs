@@ -239,24 +239,27 @@ impl Bridge {
             failure: Mutex::new(None),
         });
         let spin = options.spin;
-        let handles = all_ports
-            .into_iter()
-            .enumerate()
-            .map(|(index, ports)| {
-                let shared = Arc::clone(&shared);
-                let program = Arc::clone(&program);
-                std::thread::Builder::new()
-                    .name(format!("nsgd-worker-{index}"))
-                    .spawn(move || run_worker(index, &shared, program, config, spin, ports))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
-        Ok(Bridge {
-            shared,
-            workers: handles,
+        let mut bridge = Bridge {
+            shared: Arc::clone(&shared),
+            workers: Vec::with_capacity(workers),
             options,
             started: Instant::now(),
-        })
+        };
+        for (index, ports) in all_ports.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let program = Arc::clone(&program);
+            let worker = std::thread::Builder::new()
+                .name(format!("nsgd-worker-{index}"))
+                .spawn(move || run_worker(index, &shared, program, config, spin, ports))
+                .map_err(|source| PortError {
+                    interface: bridge.options.ports.join("+"),
+                    step: "start a worker thread",
+                    source,
+                })?;
+            // On an error above, dropping `bridge` stops the workers started.
+            bridge.workers.push(worker);
+        }
+        Ok(bridge)
     }
 
     /// Puts `program` in force for new flows. Live flows keep their

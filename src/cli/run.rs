@@ -121,6 +121,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // Outputs first: a bad path fails before anything forwards.
+    let mut flow_log = match &args.flow_log {
+        Some(path) => Some(
+            FlowLogWriter::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => None,
+    };
     let bridge = Arc::new(Bridge::start(program, options)?);
     let metrics = match &args.metrics {
         Some(address) => {
@@ -140,13 +148,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let mut watched = args.watch.then(|| file_stamp(&args.policy));
-    let mut flow_log = match &args.flow_log {
-        Some(path) => Some(
-            FlowLogWriter::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-        ),
-        None => None,
-    };
     let mut last_stats = Instant::now();
     let mut previous: Option<LiveReport> = None;
     while !stop.load(Ordering::Acquire) {

@@ -303,6 +303,19 @@ impl Lab {
         .unwrap()
     }
 
+    /// Waits for a download from `start_download` and checks it arrived
+    /// whole and byte for byte.
+    fn expect_download_intact(&self, transfer: Child, file: &str, data: &[u8], when: &str) {
+        let finished = transfer.wait_with_output().unwrap();
+        assert!(
+            finished.status.success(),
+            "the transfer broke {when}: {}",
+            String::from_utf8_lossy(&finished.stderr)
+        );
+        let copy = std::fs::read(self.path(&format!("copy-{file}"))).unwrap();
+        assert!(copy == data, "the file changed {when}");
+    }
+
     /// Whether `count` pings from `role` to `address` are all answered.
     fn ping(&self, role: &str, address: &str, count: u32) -> bool {
         let count = count.to_string();
@@ -620,13 +633,7 @@ fn reload_mid_transfer_keeps_it_and_applies_to_new_connections_only() {
     let refused = lab.curl(8080, "long.bin", &["--connect-timeout", "2"]);
     assert!(!refused.status.success(), "new connection after the edit");
 
-    let finished = transfer.wait_with_output().unwrap();
-    assert!(
-        finished.status.success(),
-        "the transfer broke: {}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
-    assert!(std::fs::read(lab.path("copy-long.bin")).unwrap() == data);
+    lab.expect_download_intact(transfer, "long.bin", &data, "across the reload");
 
     let report = nsgd.stop();
     assert_eq!(report["reloads"].as_u64(), Some(1), "{report:#}");
@@ -703,13 +710,7 @@ fn a_flood_of_new_connections_does_not_stop_an_established_transfer() {
         .unwrap_or(0);
     assert!(attempts > 1000, "the flood sent {attempts} SYNs");
 
-    let finished = transfer.wait_with_output().unwrap();
-    assert!(
-        finished.status.success(),
-        "the transfer broke under the flood: {}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
-    assert!(std::fs::read(lab.path("copy-long.bin")).unwrap() == data);
+    lab.expect_download_intact(transfer, "long.bin", &data, "under the flood");
 
     let report = nsgd.stop();
     let flows = &report["flows"];

@@ -443,6 +443,7 @@ fn run_worker(
     let fds = [ports.rx[0].raw_fd(), ports.rx[1].raw_fd()];
     let spin = config_spin;
     let mut last_work = Instant::now();
+    let mut port_check_due = false;
     while !shared.stop.load(Ordering::Acquire) {
         // One clock read per round: in a VM a read can cost as much as
         // judging a frame.
@@ -495,6 +496,7 @@ fn run_worker(
         }
         if round.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = round;
+            port_check_due = true;
             // Quiet shards end their expired flows too.
             dataplane.sweep_idle(now);
             publish(
@@ -514,7 +516,14 @@ fn run_worker(
             std::hint::spin_loop();
         } else if wait_readable(&fds, PUBLISH_INTERVAL.as_millis() as i32) == Readiness::Error {
             // A port went down (it may come back: keep going, but do not
-            // spin on the error) or away (nothing to bridge: stop).
+            // spin on the error) or away (checked below).
+            std::thread::sleep(Duration::from_millis(10));
+            port_check_due = true;
+        }
+        // A port that went away leaves nothing to bridge: stop. Checked on
+        // a socket error and every publish interval (a removal's error can
+        // be taken by the down event just before it).
+        if std::mem::take(&mut port_check_due) {
             if let Some(gone) = ports
                 .rx
                 .iter()
@@ -524,7 +533,6 @@ fn run_worker(
                     Some(format!("{}: the interface went away", gone.interface()));
                 break;
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
     dataplane.finish();

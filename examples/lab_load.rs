@@ -1,15 +1,23 @@
 //! Load tool for the live lab (`scripts/lab.sh`): a connection-rate pair and
-//! a UDP echo server, standard library only.
+//! a UDP echo server and a UDP flood; the standard library, and libc for sendmmsg.
 //!
 //! ```sh
 //! lab_load accept ADDR                          # accept and close at once, until killed
 //! lab_load connect ADDR SECONDS [CONCURRENCY]   # connect, read to EOF, close; print the rate
 //! lab_load udp-echo ADDR                        # echo every datagram back, until killed
+//! lab_load udp-flood ADDR SECONDS [PAYLOAD]     # send datagrams as fast as one core can
+//! lab_load udp-sink ADDR                        # hold a UDP port open, never read
 //! ```
 //!
 //! `connect` prints one line: `connections=N seconds=S rate=R/s failures=F`.
+//! `udp-flood` prints `sent=N seconds=S rate=R/s errors=E`. It sends batches of
+//! 64 datagrams per `sendmmsg` call (default payload 18 bytes: a 64-byte
+//! frame on the wire), because iperf3's one write per datagram tops out near
+//! 130 kpps on this machine and would measure itself, not the path.
 //! The server closes first, so the TIME_WAIT state lands on the server side
 //! and the client's ephemeral ports free up at once.
+
+#![allow(unsafe_code)] // sendmmsg, for a flood fast enough to load the path
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -34,8 +42,12 @@ fn main() -> ExitCode {
         ["connect", addr, seconds] => connect(addr, seconds, None),
         ["connect", addr, seconds, concurrency] => connect(addr, seconds, Some(concurrency)),
         ["udp-echo", addr] => udp_echo(addr),
+        ["udp-sink", addr] => udp_sink(addr),
+        ["udp-flood", addr, seconds] => udp_flood(addr, seconds, None),
+        ["udp-flood", addr, seconds, payload] => udp_flood(addr, seconds, Some(payload)),
         _ => Err(
-            "usage: lab_load accept ADDR | connect ADDR SECONDS [CONCURRENCY] | udp-echo ADDR"
+            "usage: lab_load accept ADDR | connect ADDR SECONDS [CONCURRENCY] \
+             | udp-echo ADDR | udp-flood ADDR SECONDS [PAYLOAD] | udp-sink ADDR"
                 .into(),
         ),
     };
@@ -45,6 +57,14 @@ fn main() -> ExitCode {
             eprintln!("lab_load: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<f64> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
+        Ok(_) => Err(format!("SECONDS must be positive, not {text}").into()),
+        Err(e) => Err(format!("bad SECONDS {text:?}: {e}").into()),
     }
 }
 
@@ -76,17 +96,15 @@ fn accept(addr: &str) -> Result<()> {
 /// Opens connections back to back on CONCURRENCY threads for SECONDS.
 fn connect(addr: &str, seconds: &str, concurrency: Option<&&str>) -> Result<()> {
     let addr = parse_addr(addr)?;
-    let seconds: f64 = seconds
-        .parse()
-        .map_err(|e| format!("bad SECONDS {seconds:?}: {e}"))?;
+    let seconds = parse_seconds(seconds)?;
     let concurrency: usize = match concurrency {
         Some(text) => text
             .parse()
             .map_err(|e| format!("bad CONCURRENCY {text:?}: {e}"))?,
         None => DEFAULT_CONCURRENCY,
     };
-    if !seconds.is_finite() || seconds <= 0.0 || concurrency == 0 {
-        return Err("SECONDS and CONCURRENCY must be positive".into());
+    if concurrency == 0 {
+        return Err("CONCURRENCY must be positive".into());
     }
     let connections = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
@@ -139,4 +157,75 @@ fn udp_echo(addr: &str) -> Result<()> {
             eprintln!("lab_load: send to {peer}: {error}");
         }
     }
+}
+
+/// Holds a UDP port open without reading: datagrams that reach it are
+/// counted by the kernel (`Udp: InDatagrams`, then `RcvbufErrors` once the
+/// buffer is full) at the least cost to the receiving core, and nothing
+/// answers with ICMP port unreachable.
+fn udp_sink(addr: &str) -> Result<()> {
+    let _socket = UdpSocket::bind(parse_addr(addr)?)?;
+    loop {
+        thread::park();
+    }
+}
+
+const FLOOD_BATCH: usize = 64;
+
+/// Sends fixed-size datagrams on one connected socket, FLOOD_BATCH per
+/// system call, until SECONDS have passed. A full socket buffer (ENOBUFS)
+/// is counted as an error and retried, as a flood would.
+fn udp_flood(addr: &str, seconds: &str, payload: Option<&&str>) -> Result<()> {
+    let addr = parse_addr(addr)?;
+    let seconds = parse_seconds(seconds)?;
+    let payload: usize = match payload {
+        Some(text) => text
+            .parse()
+            .map_err(|e| format!("bad PAYLOAD {text:?}: {e}"))?,
+        None => 18,
+    };
+    if payload > 1472 {
+        return Err("PAYLOAD must fit one 1500-byte IPv4 packet (at most 1472)".into());
+    }
+    let local: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(addr)?;
+    let data = vec![0x5au8; payload];
+    let mut iov = [libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    }];
+    // SAFETY: an all-zero mmsghdr is valid (null name, no control data).
+    let mut messages: [libc::mmsghdr; FLOOD_BATCH] = unsafe { std::mem::zeroed() };
+    for message in &mut messages {
+        message.msg_hdr.msg_iov = iov.as_mut_ptr();
+        message.msg_hdr.msg_iovlen = 1;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    while Instant::now() < deadline {
+        for _ in 0..64 {
+            // SAFETY: every header points at `iov`, which points at `data`;
+            // both outlive the call, and the kernel only reads them.
+            let result =
+                unsafe { libc::sendmmsg(fd, messages.as_mut_ptr(), FLOOD_BATCH as u32, 0) };
+            if result < 0 {
+                errors += 1;
+            } else {
+                sent += result as u64;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "sent={sent} seconds={elapsed:.3} rate={:.0}/s errors={errors}",
+        sent as f64 / elapsed
+    );
+    Ok(())
 }

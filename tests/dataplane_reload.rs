@@ -1,6 +1,7 @@
 //! Policy reload in the dataplane: established flows keep their decision,
 //! new flows meet the new policy, and `reevaluate_on_reload` re-checks live
-//! flows (Azure's `flushConnection`).
+//! flows (Azure's `flushConnection`). Also how a flow counts a packet that
+//! stands for several wire frames (a live port's GRO aggregate).
 
 use std::sync::Arc;
 
@@ -100,4 +101,45 @@ fn reevaluate_on_reload_rechecks_live_flows() {
             (true, "new-flow"),
         ]
     );
+}
+
+#[test]
+fn an_aggregate_is_judged_once_and_counted_as_the_frames_it_merged() {
+    let config = DataplaneConfig {
+        flow_log: true,
+        ..DataplaneConfig::default()
+    };
+    let mut dataplane = Dataplane::new(policy("80"), 1, config, |_| true);
+    assert_eq!(
+        decide(&mut dataplane, &tcp(40000, 80, true, true), 1_000),
+        (true, "new-flow")
+    );
+    // 40 segments of 1514 bytes merged into one packet, then one reply.
+    let aggregate = tcp(40000, 80, false, true);
+    let parsed = parse(LinkType::Ethernet, &aggregate);
+    let verdict = dataplane.decide_frames(shard_of(&parsed), &parsed, 40, 40 * 1514, 2_000);
+    assert_eq!(
+        (verdict.allowed, verdict.reason.as_str()),
+        (true, "established")
+    );
+    decide(&mut dataplane, &tcp(80, 40000, false, false), 3_000);
+
+    let established = nsgd::dataplane::Reason::Established.index();
+    assert_eq!(dataplane.counters.packets[established], 41);
+    let reply_len = tcp(80, 40000, false, false).len() as u64;
+    assert_eq!(dataplane.counters.bytes[established], 40 * 1514 + reply_len);
+
+    dataplane.finish();
+    // Still live at the end: a final `C` tuple with everything since `B`.
+    let end = dataplane
+        .flow_events
+        .iter()
+        .find(|e| e.state == nsgd::telemetry::flow_log::FlowState::Continuing)
+        .expect("a final tuple for the live flow");
+    let syn_len = tcp(40000, 80, true, true).len() as u64;
+    assert_eq!(
+        (end.packets_forward, end.bytes_forward),
+        (41, syn_len + 40 * 1514)
+    );
+    assert_eq!((end.packets_reverse, end.bytes_reverse), (1, reply_len));
 }

@@ -113,11 +113,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     for port in [port_a, port_b] {
         let merging = merging_offloads(port);
-        if !merging.is_empty() {
+        if merging.is_empty() {
+            continue;
+        }
+        if options.ring.rx_layout == RxLayout::Blocks {
             eprintln!(
-                "nsgd run: warning: {port} merges received frames ({}): aggregates larger than the MTU will be dropped as oversize; turn it off: ethtool -K {port} {}",
+                "nsgd run: warning: {port} merges received frames ({}), which --rx-ring blocks cannot send on: aggregates larger than the MTU will be dropped as oversize; use the default ring or turn it off: ethtool -K {port} {}",
                 merging.join(", "),
                 merging.iter().map(|o| format!("{o} off")).collect::<Vec<_>>().join(" ")
+            );
+        } else {
+            eprintln!(
+                "nsgd run: {port} merges received frames ({}): each aggregate is judged once and cut back into wire-size frames on the way out",
+                merging.join(", ")
             );
         }
     }
@@ -252,9 +260,10 @@ fn print_summary(report: &LiveReport) {
     for port in &report.ports {
         let c = &port.counters;
         println!(
-            "  port {:<10} rx {} tx {} kernel-drops {} tx-busy {} oversize {} checksums completed {} unfinished {}",
+            "  port {:<10} rx {} (merged aggregates {}) tx {} kernel-drops {} tx-busy {} oversize {} checksums completed {} unfinished {}",
             port.interface,
             c.received,
+            c.merged,
             c.sent,
             c.kernel_drops,
             c.transmit_busy,

@@ -471,12 +471,26 @@ impl ConnectionTable {
         bytes: u32,
         now: u64,
     ) -> PacketOutcome {
+        self.update_frames(id, side, tcp_flags, 1, bytes, now)
+    }
+
+    /// As [`update`](Self::update), for a packet that stands for `frames`
+    /// wire frames (a receive-offload aggregate): the counters count frames.
+    pub fn update_frames(
+        &mut self,
+        id: EntryId,
+        side: Side,
+        tcp_flags: u8,
+        frames: u32,
+        bytes: u32,
+        now: u64,
+    ) -> PacketOutcome {
         let now = self.tick(now);
         let slot = id.0;
         let e = &mut self.entries[slot as usize];
         debug_assert_ne!(e.lane, FREE, "update on a free slot");
         let d = side.index();
-        e.packets[d] = e.packets[d].wrapping_add(1);
+        e.packets[d] = e.packets[d].wrapping_add(frames);
         e.bytes[d] = e.bytes[d].wrapping_add(bytes as u64);
         e.last_seen = now;
         let previous = e.state;
@@ -485,6 +499,13 @@ impl ConnectionTable {
         let lane = Lane::of(e.decision.allowed, e.key.protocol, state);
         self.touch(slot, lane);
         PacketOutcome { previous, state }
+    }
+
+    /// Counts `frames` more wire frames from the side that opened entry
+    /// `id`: its first packet was an aggregate of several.
+    pub fn add_opening_frames(&mut self, id: EntryId, frames: u32) {
+        let e = &mut self.entries[id.0 as usize];
+        e.packets[0] = e.packets[0].wrapping_add(frames);
     }
 
     /// The entry in a slot returned by `lookup` or `insert`.

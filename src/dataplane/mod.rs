@@ -402,6 +402,20 @@ impl Dataplane {
         wire_bytes: u32,
         now: u64,
     ) -> PacketVerdict {
+        self.decide_frames(shard, parsed, 1, wire_bytes, now)
+    }
+
+    /// As [`decide`](Self::decide), for a packet that stands for `frames`
+    /// wire frames of `wire_bytes` in all: a receive-offload (GRO/LRO)
+    /// aggregate, judged once and counted as the frames it merged.
+    pub fn decide_frames(
+        &mut self,
+        shard: usize,
+        parsed: &Parsed,
+        frames: u32,
+        wire_bytes: u32,
+        now: u64,
+    ) -> PacketVerdict {
         let verdict = match parsed {
             Parsed::Drop(reason) => PacketVerdict::drop(Reason::Invalid(*reason), None),
             Parsed::NonIp { .. } => PacketVerdict {
@@ -414,10 +428,10 @@ impl Dataplane {
             {
                 PacketVerdict::pass(Reason::NeighbourDiscovery, None)
             }
-            Parsed::Ip(meta) => self.decide_ip(shard, meta, wire_bytes, now),
+            Parsed::Ip(meta) => self.decide_ip(shard, meta, frames, wire_bytes, now),
         };
         let index = verdict.reason.index();
-        self.counters.packets[index] += 1;
+        self.counters.packets[index] += u64::from(frames);
         self.counters.bytes[index] += u64::from(wire_bytes);
         verdict
     }
@@ -430,6 +444,7 @@ impl Dataplane {
         &mut self,
         shard: usize,
         meta: &PacketMeta,
+        frames: u32,
         wire_bytes: u32,
         now: u64,
     ) -> PacketVerdict {
@@ -444,7 +459,7 @@ impl Dataplane {
                     Some(follow) => {
                         // Count the fragment on its connection, if still live.
                         let rule = follow.entry.map(|(id, side)| {
-                            table.update(id, side, 0, wire_bytes, now);
+                            table.update_frames(id, side, 0, frames, wire_bytes, now);
                             let decision = table.entry(id).decision;
                             (decision.table, decision.rule)
                         });
@@ -491,7 +506,7 @@ impl Dataplane {
                 let entry = table.entry(id);
                 (entry.first_seen, entry.last_seen)
             };
-            table.update(id, side, meta.tcp_flags, wire_bytes, now);
+            table.update_frames(id, side, meta.tcp_flags, frames, wire_bytes, now);
             // A long-lived flow gets a `C` tuple each time it enters a new
             // five-minute window of its life.
             if flow_log {
@@ -551,6 +566,9 @@ impl Dataplane {
             match inserted {
                 Ok(id) => {
                     entry_id = Some(id);
+                    if frames > 1 {
+                        self.shard(shard).table.add_opening_frames(id, frames - 1);
+                    }
                     self.counters.flows_created += 1;
                     if let Some((table, rule)) = rule {
                         let slot = self.program.rule_slot(table, rule);

@@ -33,6 +33,12 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 /// `struct virtio_net_hdr`, which PACKET_VNET_HDR puts before each frame.
 const VNET_HDR_LEN: usize = 10;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// "The checksum was checked": meaningful only on receive.
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+const PACKET_COPY_THRESH: libc::c_int = 7;
+/// Longest aggregate taken whole: an IP packet's 64 KiB plus link headers.
+const MERGED_FRAME_MAX: usize = 65_536 + 64;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_FANOUT_HASH: u32 = 0;
 const TPACKET_V2: libc::c_int = 1;
@@ -40,6 +46,9 @@ const TPACKET_V3: libc::c_int = 2;
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+/// The slot holds the head of a frame too long for it, and the whole frame
+/// waits on the socket's receive queue (PACKET_COPY_THRESH).
+const TP_STATUS_COPY: u32 = 1 << 1;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
@@ -169,6 +178,27 @@ fn set_option<T>(
         return os_error(interface, step);
     }
     Ok(())
+}
+
+/// Sets a socket buffer to `bytes`: past the system limit where
+/// CAP_NET_ADMIN allows (`forced`), else up to it. Best effort: the default
+/// buffer still works, only with less room for bursts.
+fn enlarge_buffer(fd: RawFd, forced: libc::c_int, plain: libc::c_int, bytes: i32) {
+    for name in [forced, plain] {
+        // SAFETY: `bytes` is a live i32 of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
 }
 
 fn bind(fd: RawFd, index: u32, protocol: u16, interface: &str) -> Result<(), PortError> {
@@ -310,6 +340,9 @@ pub struct RxRing {
     /// Frames come with a virtio-net header (PACKET_VNET_HDR), which says
     /// where an offloaded checksum goes.
     vnet: bool,
+    /// Where an aggregate too long for a slot is received whole (virtio-net
+    /// header first); empty when the ring cannot take aggregates.
+    merged: Box<[u8]>,
     interface: String,
 }
 
@@ -332,6 +365,86 @@ pub struct RxFrame<'a> {
     /// The sender left the L4 checksum to offload and nsgd filled it in (as
     /// the sending NIC would have), in place.
     pub checksum_completed: bool,
+    /// Set when the frame is a receive-offload aggregate.
+    pub merged: Option<Merged>,
+}
+
+/// A receive-offload (GRO/LRO) aggregate: wire frames of one TCP stream the
+/// kernel merged into one, taken whole and sent on with its virtio-net
+/// header, so the kernel cuts it back into frames of the original size
+/// (GSO) on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merged {
+    /// The virtio-net header the kernel gave the aggregate.
+    pub header: [u8; VNET_HDR_LEN],
+    /// Wire frames it stands for, and their bytes on the wire.
+    pub frames: u32,
+    pub wire_bytes: u32,
+}
+
+impl Merged {
+    /// Reads an aggregate's header: how many wire frames of `gso_size`
+    /// payload bytes, each with the aggregate's own headers, it stands for.
+    pub fn new(header: [u8; VNET_HDR_LEN], frame: &[u8]) -> Merged {
+        let gso_type = header[1] & !VIRTIO_NET_HDR_GSO_ECN;
+        let gso_size = usize::from(u16::from_ne_bytes([header[4], header[5]]));
+        let len = frame.len();
+        let single = Merged {
+            header,
+            frames: 1,
+            wire_bytes: len as u32,
+        };
+        if gso_type == 0 || gso_size == 0 {
+            return single;
+        }
+        let Some(headers) = headers_len(frame).filter(|&h| h < len) else {
+            return single;
+        };
+        let frames = (len - headers).div_ceil(gso_size).max(1);
+        Merged {
+            header,
+            frames: frames as u32,
+            wire_bytes: (len + (frames - 1) * headers).min(u32::MAX as usize) as u32,
+        }
+    }
+}
+
+/// Ethernet (with any VLAN tags), IP and TCP/UDP header bytes at the start
+/// of `frame`: what every segment of an aggregate repeats.
+fn headers_len(frame: &[u8]) -> Option<usize> {
+    let be16 = |at: usize| Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
+    let mut at = 12;
+    let mut ethertype = be16(at)?;
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        at += 4;
+        ethertype = be16(at)?;
+    }
+    let l3 = at + 2;
+    let (l4, protocol) = match ethertype {
+        0x0800 => (
+            l3 + usize::from(frame.get(l3)? & 0x0f) * 4,
+            *frame.get(l3 + 9)?,
+        ),
+        0x86dd => (l3 + 40, *frame.get(l3 + 6)?),
+        _ => return None,
+    };
+    match protocol {
+        6 => Some(l4 + usize::from(frame.get(l4 + 12)? >> 4) * 4),
+        17 => Some(l4 + 8),
+        _ => None,
+    }
+}
+
+impl RxFrame<'_> {
+    /// Wire frames this frame stands for: more than one for an aggregate.
+    pub fn frames(&self) -> u32 {
+        self.merged.map_or(1, |m| m.frames)
+    }
+
+    /// Bytes on the wire of those frames.
+    pub fn wire_bytes(&self) -> u32 {
+        self.merged.map_or(self.wire_len, |m| m.wire_bytes)
+    }
 }
 
 /// Fills in an offloaded checksum: the ones' complement sum of
@@ -373,6 +486,7 @@ impl RxRing {
         let fd = packet_socket(interface)?;
         let raw = fd.as_raw_fd();
         let mut vnet = false;
+        let mut merged = Box::default();
         let (unit_size, units) = match config.rx_layout {
             RxLayout::Blocks => {
                 set_option(
@@ -410,6 +524,15 @@ impl RxRing {
                 )?;
                 // Best effort: without it, offloaded checksums are only counted.
                 vnet = set_option(raw, PACKET_VNET_HDR, &1i32, interface, "vnet header").is_ok();
+                // An aggregate longer than a slot is queued whole on the
+                // socket as well, to be taken with its virtio-net header.
+                if vnet
+                    && set_option(raw, PACKET_COPY_THRESH, &1i32, interface, "copy threshold")
+                        .is_ok()
+                {
+                    enlarge_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
+                    merged = vec![0; VNET_HDR_LEN + MERGED_FRAME_MAX].into_boxed_slice();
+                }
                 let per_block = config.rx_block_size / RX_FRAME_SIZE;
                 let request = TpacketReq {
                     tp_block_size: config.rx_block_size,
@@ -470,6 +593,7 @@ impl RxRing {
             next_unit: 0,
             held: 0,
             vnet,
+            merged,
             interface: interface.to_string(),
         })
     }
@@ -502,17 +626,21 @@ impl RxRing {
     ) -> Option<Forwarded> {
         let mut forwarded = Forwarded::default();
         let drained = self.drain_held(max_frames, |frame| {
-            forwarded.frames += 1;
+            let frames = u64::from(frame.frames());
+            forwarded.frames += frames;
             if !judge(&frame) {
                 return;
             }
             match out.push(&frame) {
                 Ok(()) => {
-                    forwarded.sent += 1;
-                    forwarded.sent_bytes += frame.data.len() as u64;
+                    forwarded.sent += frames;
+                    forwarded.sent_bytes += match frame.merged {
+                        Some(merged) => u64::from(merged.wire_bytes),
+                        None => frame.data.len() as u64,
+                    };
                 }
-                Err(TxRefusal::Oversize) => forwarded.oversize += 1,
-                Err(TxRefusal::RingFull) => forwarded.busy += 1,
+                Err(TxRefusal::Oversize) => forwarded.oversize += frames,
+                Err(TxRefusal::RingFull) => forwarded.busy += frames,
             }
         });
         drained?;
@@ -564,7 +692,24 @@ impl RxRing {
             let wire_len = self.map.read_u32(slot + 4);
             let snaplen = self.map.read_u32(slot + 8) as usize;
             let mac = self.map.read_u16(slot + 12) as usize;
-            if mac >= 32 + VNET_HDR_LEN && mac + snaplen <= self.unit_size {
+            let whole = if status & TP_STATUS_COPY != 0 {
+                self.receive_merged()
+            } else {
+                None
+            };
+            if let Some((len, merged)) = whole {
+                let vlan = self.stripped_vlan(status, slot + 24, slot + 26);
+                each(RxFrame {
+                    data: &self.merged[VNET_HDR_LEN..VNET_HDR_LEN + len],
+                    wire_len: len as u32,
+                    vlan,
+                    // The header says how the checksum is to be finished;
+                    // the transmit side does it per segment.
+                    checksum_pending: false,
+                    checksum_completed: false,
+                    merged: Some(merged),
+                });
+            } else if mac >= 32 + VNET_HDR_LEN && mac + snaplen <= self.unit_size {
                 let mut checksum_pending = status & TP_STATUS_CSUMNOTREADY != 0;
                 let mut checksum_completed = false;
                 if checksum_pending && self.vnet {
@@ -588,6 +733,7 @@ impl RxRing {
                     vlan,
                     checksum_pending,
                     checksum_completed,
+                    merged: None,
                 });
             }
             seen += 1;
@@ -595,6 +741,35 @@ impl RxRing {
             self.next_unit = (self.next_unit + 1) % self.units;
         }
         (seen > 0).then_some(seen)
+    }
+
+    /// Takes the next whole aggregate from the socket's queue (the kernel
+    /// queues them in ring order). None when there is none, or it was
+    /// longer than any IP packet: the slot's cut copy is then counted as
+    /// oversize.
+    fn receive_merged(&mut self) -> Option<(usize, Merged)> {
+        if self.merged.is_empty() {
+            return None;
+        }
+        // SAFETY: `merged` is this ring's own buffer, writable for its
+        // length; MSG_TRUNC makes the call return the full length.
+        let received = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.merged.as_mut_ptr().cast(),
+                self.merged.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        let received = usize::try_from(received).ok()?;
+        if received < VNET_HDR_LEN + 14 || received > self.merged.len() {
+            return None;
+        }
+        let len = received - VNET_HDR_LEN;
+        let mut header = [0; VNET_HDR_LEN];
+        header.copy_from_slice(&self.merged[..VNET_HDR_LEN]);
+        let frame = &self.merged[VNET_HDR_LEN..received];
+        Some((len, Merged::new(header, frame)))
     }
 
     /// The VLAN tag the driver took out of a frame, from its ring header.
@@ -645,6 +820,7 @@ impl RxRing {
                 vlan,
                 checksum_pending: frame_status & TP_STATUS_CSUMNOTREADY != 0,
                 checksum_completed: false,
+                merged: None,
             });
             seen += 1;
             if next == 0 {
@@ -836,8 +1012,15 @@ pub struct FlushFailures {
     pub bytes: u64,
 }
 
-/// How allowed frames leave a port.
-pub enum Sender {
+/// How allowed frames leave a port: frames of the wire's size through
+/// `frames`, receive-offload aggregates through `merged`.
+pub struct Sender {
+    frames: FrameSender,
+    merged: MergedSender,
+}
+
+/// How allowed frames of the wire's size leave a port.
+pub enum FrameSender {
     /// Copied into a memory-mapped TPACKET_V2 ring, sent by one `send`. The
     /// skb points at the ring's pages: no copy where the driver can send
     /// from them (veth copies them once more, and still measured faster
@@ -857,27 +1040,126 @@ pub enum TxMode {
 
 impl Sender {
     pub fn open(interface: &str, config: &RingConfig, mode: TxMode) -> Result<Sender, PortError> {
-        Ok(match mode {
-            TxMode::Ring => Sender::Ring(TxRing::open(interface, config)?),
-            TxMode::Copy => Sender::Copy(TxBatch::open(interface)?),
+        let frames = match mode {
+            TxMode::Ring => FrameSender::Ring(TxRing::open(interface, config)?),
+            TxMode::Copy => FrameSender::Copy(TxBatch::open(interface)?),
+        };
+        Ok(Sender {
+            frames,
+            merged: MergedSender::open(interface)?,
         })
     }
 
     fn push(&mut self, frame: &RxFrame<'_>) -> Result<(), TxRefusal> {
-        match self {
-            Sender::Ring(ring) => ring.queue(frame),
-            Sender::Copy(batch) => batch.push(frame),
+        match (&mut self.frames, frame.merged) {
+            (FrameSender::Ring(ring), None) => ring.queue(frame),
+            (FrameSender::Copy(batch), None) => batch.push(frame),
+            (frames, Some(merged)) => {
+                // Frames queued before it go first: a stream stays in order.
+                let failed = frames.flush();
+                self.merged.carried_failures.add(&failed);
+                self.merged.send(frame, &merged)
+            }
         }
     }
 
     fn flush(&mut self) -> FlushFailures {
+        let mut failed = self.frames.flush();
+        failed.add(&std::mem::take(&mut self.merged.carried_failures));
+        failed
+    }
+}
+
+impl FrameSender {
+    fn flush(&mut self) -> FlushFailures {
         match self {
-            Sender::Ring(ring) => {
+            FrameSender::Ring(ring) => {
                 ring.flush();
                 FlushFailures::default()
             }
-            Sender::Copy(batch) => batch.flush(),
+            FrameSender::Copy(batch) => batch.flush(),
         }
+    }
+}
+
+impl FlushFailures {
+    fn add(&mut self, other: &FlushFailures) {
+        self.oversize += other.oversize;
+        self.busy += other.busy;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Sends receive-offload aggregates, one `sendmsg` each, with their
+/// virtio-net header (PACKET_VNET_HDR): the kernel segments them (GSO)
+/// into frames of the size they were merged from, finishing checksums.
+pub struct MergedSender {
+    fd: OwnedFd,
+    /// Failures of frames flushed early to keep a stream in order, handed
+    /// on at the next flush.
+    carried_failures: FlushFailures,
+}
+
+impl MergedSender {
+    fn open(interface: &str) -> Result<MergedSender, PortError> {
+        let index = interface_index(interface)?;
+        let fd = packet_socket(interface)?;
+        let raw = fd.as_raw_fd();
+        // No PACKET_QDISC_BYPASS here: the direct path drops any frame that
+        // needs segmenting, the queueing path segments it.
+        set_option(raw, PACKET_VNET_HDR, &1i32, interface, "vnet header")?;
+        enlarge_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20);
+        bind(raw, index, 0, interface)?;
+        Ok(MergedSender {
+            fd,
+            carried_failures: FlushFailures::default(),
+        })
+    }
+
+    fn send(&mut self, frame: &RxFrame<'_>, merged: &Merged) -> Result<(), TxRefusal> {
+        let mut header = merged.header;
+        header[0] &= !VIRTIO_NET_HDR_F_DATA_VALID;
+        let mut tag = [0u8; 4];
+        let part = |base: *const u8, len: usize| libc::iovec {
+            iov_base: base as *mut libc::c_void,
+            iov_len: len,
+        };
+        let data = frame.data;
+        let mut iov = [
+            part(header.as_ptr(), VNET_HDR_LEN),
+            part(data.as_ptr(), data.len()),
+            part(data.as_ptr(), 0),
+            part(data.as_ptr(), 0),
+        ];
+        let mut parts = 2;
+        if let Some((tpid, tci)) = frame.vlan.filter(|_| data.len() >= 12) {
+            tag[..2].copy_from_slice(&tpid.to_be_bytes());
+            tag[2..].copy_from_slice(&tci.to_be_bytes());
+            iov[1] = part(data.as_ptr(), 12);
+            iov[2] = part(tag.as_ptr(), 4);
+            iov[3] = part(data[12..].as_ptr(), data.len() - 12);
+            parts = 4;
+        }
+        // SAFETY: an all-zero msghdr is a valid value of the C struct.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = iov.as_mut_ptr();
+        message.msg_iovlen = parts;
+        for _ in 0..64 {
+            // SAFETY: the I/O vectors point at `header`, `tag` and the
+            // frame, all live for the call; the kernel only reads them.
+            let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &message, libc::MSG_DONTWAIT) };
+            if rc >= 0 {
+                return Ok(());
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {
+                    std::hint::spin_loop()
+                }
+                // Too long for the device, or a header the kernel refuses.
+                _ => return Err(TxRefusal::Oversize),
+            }
+        }
+        Err(TxRefusal::RingFull)
     }
 }
 
@@ -912,18 +1194,7 @@ impl TxBatch {
         let fd = packet_socket(interface)?;
         let raw = fd.as_raw_fd();
         set_option(raw, PACKET_QDISC_BYPASS, &1i32, interface, "bypass qdisc")?;
-        let buffer = 8i32 << 20;
-        // SAFETY: `buffer` is a live i32 of the size passed. Best effort:
-        // without CAP_NET_ADMIN the default buffer is used.
-        unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                (&buffer as *const i32).cast(),
-                4,
-            );
-        }
+        enlarge_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20);
         bind(raw, index, 0, interface)?;
         let empty_iovec = libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -1185,6 +1456,72 @@ struct TpacketStatsV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A virtio-net header as the kernel writes it for a GRO aggregate.
+    fn gso_header(gso_type: u8, gso_size: u16) -> [u8; VNET_HDR_LEN] {
+        let mut header = [0u8; VNET_HDR_LEN];
+        header[1] = gso_type;
+        header[4..6].copy_from_slice(&gso_size.to_ne_bytes());
+        header
+    }
+
+    /// Ethernet (with `tags` VLAN tags) + IPv4 or IPv6 + TCP with
+    /// `tcp_options` bytes of options, then `payload` bytes.
+    fn tcp_frame(ipv6: bool, tags: usize, tcp_options: usize, payload: usize) -> Vec<u8> {
+        let mut frame = vec![0u8; 12];
+        for _ in 0..tags {
+            frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        }
+        if ipv6 {
+            frame.extend_from_slice(&[0x86, 0xdd]);
+            let mut ip = [0u8; 40];
+            ip[0] = 0x60;
+            ip[6] = 6;
+            frame.extend_from_slice(&ip);
+        } else {
+            frame.extend_from_slice(&[0x08, 0x00]);
+            let mut ip = [0u8; 20];
+            ip[0] = 0x45;
+            ip[9] = 6;
+            frame.extend_from_slice(&ip);
+        }
+        let mut tcp = vec![0u8; 20 + tcp_options];
+        tcp[12] = ((20 + tcp_options) as u8 / 4) << 4;
+        frame.extend_from_slice(&tcp);
+        frame.resize(frame.len() + payload, 0xab);
+        frame
+    }
+
+    #[test]
+    fn an_aggregate_counts_the_wire_frames_it_merged() {
+        // 10 full segments of 1448 bytes and a last one of 100, each with
+        // 14 + 20 + 32 bytes of headers (TCP timestamps).
+        let frame = tcp_frame(false, 0, 12, 10 * 1448 + 100);
+        let merged = Merged::new(gso_header(1, 1448), &frame);
+        assert_eq!(merged.frames, 11);
+        assert_eq!(merged.wire_bytes as usize, 10 * 1448 + 100 + 11 * 66);
+
+        // IPv6 behind two VLAN tags, the ECN bit set, an exact multiple.
+        let frame = tcp_frame(true, 2, 0, 4 * 1000);
+        let merged = Merged::new(gso_header(4 | VIRTIO_NET_HDR_GSO_ECN, 1000), &frame);
+        assert_eq!(merged.frames, 4);
+        assert_eq!(merged.wire_bytes as usize, 4000 + 4 * (14 + 8 + 40 + 20));
+    }
+
+    #[test]
+    fn a_frame_without_segmentation_or_with_unknown_headers_counts_once() {
+        let frame = tcp_frame(false, 0, 0, 3000);
+        for header in [gso_header(0, 1448), gso_header(1, 0)] {
+            let merged = Merged::new(header, &frame);
+            assert_eq!((merged.frames, merged.wire_bytes), (1, frame.len() as u32));
+        }
+        // Not IP, and cut inside the headers: nothing to divide by.
+        let mut arp = frame.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(Merged::new(gso_header(1, 100), &arp).frames, 1);
+        assert_eq!(Merged::new(gso_header(1, 100), &frame[..40]).frames, 1);
+        assert_eq!(Merged::new(gso_header(1, 100), &[]).frames, 1);
+    }
 
     #[test]
     fn unknown_interface_is_named_in_the_error() {

@@ -90,6 +90,10 @@ pub struct PortCounters {
     /// unfinished checksum (turn transmit checksum offload off on the
     /// sender, see the README).
     pub checksum_unfinished: u64,
+    /// Receive-offload (GRO/LRO) aggregates taken whole: each is judged
+    /// once, counted in `received` as the wire frames it merged, and sent
+    /// on to be cut back into those frames.
+    pub merged: u64,
 }
 
 impl PortCounters {
@@ -103,6 +107,7 @@ impl PortCounters {
         self.oversize += other.oversize;
         self.checksum_completed += other.checksum_completed;
         self.checksum_unfinished += other.checksum_unfinished;
+        self.merged += other.merged;
     }
 }
 
@@ -471,7 +476,8 @@ fn run_worker(
             let (inbound, outbound) = if side == 0 { (a, b) } else { (b, a) };
             for _ in 0..BLOCKS_PER_TURN {
                 let forwarded = rx.forward(tx, FRAMES_PER_TURN, |frame| {
-                    inbound.received_bytes += u64::from(frame.wire_len);
+                    inbound.received_bytes += u64::from(frame.wire_bytes());
+                    inbound.merged += u64::from(frame.merged.is_some());
                     inbound.checksum_completed += u64::from(frame.checksum_completed);
                     inbound.checksum_unfinished += u64::from(frame.checksum_pending);
                     if frame.data.len() < frame.wire_len as usize {
@@ -482,7 +488,13 @@ fn run_worker(
                     }
                     let parsed = parse(LinkType::Ethernet, frame.data);
                     dataplane
-                        .decide(shard_of(&parsed), &parsed, frame.wire_len, now)
+                        .decide_frames(
+                            shard_of(&parsed),
+                            &parsed,
+                            frame.frames(),
+                            frame.wire_bytes(),
+                            now,
+                        )
                         .allowed
                 });
                 let Some(forwarded) = forwarded else { break };
@@ -658,7 +670,7 @@ pub fn prometheus(report: &LiveReport) -> String {
         .sample(bytes, &[("verdict", "allow")], traffic.bytes_allowed as f64)
         .sample(bytes, &[("verdict", "deny")], traffic.bytes_denied as f64);
     type PortSamples = fn(&PortCounters) -> Vec<(&'static str, u64)>;
-    let port_families: [(&str, &str, &str, PortSamples); 4] = [
+    let port_families: [(&str, &str, &str, PortSamples); 5] = [
         (
             "nsgd_port_frames_total",
             "Frames received and sent per port.",
@@ -682,6 +694,12 @@ pub fn prometheus(report: &LiveReport) -> String {
                     ("oversize", c.oversize),
                 ]
             },
+        ),
+        (
+            "nsgd_port_merged_aggregates_total",
+            "Receive-offload (GRO/LRO) aggregates taken whole; their wire frames are counted in nsgd_port_frames_total.",
+            "direction",
+            |c| vec![("rx", c.merged)],
         ),
         (
             "nsgd_port_offloaded_checksums_total",

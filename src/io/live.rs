@@ -1090,6 +1090,24 @@ impl FlushFailures {
     }
 }
 
+/// The virtio-net header to send an aggregate with: the received one
+/// without "checksum checked" (meaningless on the way out), its offsets
+/// moved past a VLAN tag put back in front of them.
+fn outgoing_header(received: [u8; VNET_HDR_LEN], tagged: bool) -> [u8; VNET_HDR_LEN] {
+    let mut header = received;
+    header[0] &= !VIRTIO_NET_HDR_F_DATA_VALID;
+    if tagged {
+        // hdr_len at 2, csum_start at 6: both count from the frame's start.
+        for at in [2, 6] {
+            let value = u16::from_ne_bytes([header[at], header[at + 1]]);
+            if value != 0 {
+                header[at..at + 2].copy_from_slice(&value.saturating_add(4).to_ne_bytes());
+            }
+        }
+    }
+    header
+}
+
 /// Sends receive-offload aggregates, one `sendmsg` each, with their
 /// virtio-net header (PACKET_VNET_HDR): the kernel segments them (GSO)
 /// into frames of the size they were merged from, finishing checksums.
@@ -1117,8 +1135,8 @@ impl MergedSender {
     }
 
     fn send(&mut self, frame: &RxFrame<'_>, merged: &Merged) -> Result<(), TxRefusal> {
-        let mut header = merged.header;
-        header[0] &= !VIRTIO_NET_HDR_F_DATA_VALID;
+        let tagged = frame.vlan.is_some() && frame.data.len() >= 12;
+        let header = outgoing_header(merged.header, tagged);
         let mut tag = [0u8; 4];
         let part = |base: *const u8, len: usize| libc::iovec {
             iov_base: base as *mut libc::c_void,
@@ -1132,7 +1150,7 @@ impl MergedSender {
             part(data.as_ptr(), 0),
         ];
         let mut parts = 2;
-        if let Some((tpid, tci)) = frame.vlan.filter(|_| data.len() >= 12) {
+        if let Some((tpid, tci)) = frame.vlan.filter(|_| tagged) {
             tag[..2].copy_from_slice(&tpid.to_be_bytes());
             tag[2..].copy_from_slice(&tci.to_be_bytes());
             iov[1] = part(data.as_ptr(), 12);
@@ -1506,6 +1524,26 @@ mod tests {
         let merged = Merged::new(gso_header(4 | VIRTIO_NET_HDR_GSO_ECN, 1000), &frame);
         assert_eq!(merged.frames, 4);
         assert_eq!(merged.wire_bytes as usize, 4000 + 4 * (14 + 8 + 40 + 20));
+    }
+
+    #[test]
+    fn an_aggregate_leaves_with_its_offsets_moved_past_a_restored_vlan_tag() {
+        let mut received = gso_header(1, 1448);
+        received[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID;
+        received[2..4].copy_from_slice(&66u16.to_ne_bytes());
+        received[6..8].copy_from_slice(&34u16.to_ne_bytes());
+        received[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        let field = |header: &[u8; VNET_HDR_LEN], at: usize| {
+            u16::from_ne_bytes([header[at], header[at + 1]])
+        };
+        let untagged = outgoing_header(received, false);
+        assert_eq!(untagged[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!(untagged[1..], received[1..]);
+        let tagged = outgoing_header(received, true);
+        assert_eq!((field(&tagged, 2), field(&tagged, 6)), (70, 38));
+        // The checksum's offset within the TCP header and the segment size
+        // do not move.
+        assert_eq!((field(&tagged, 8), field(&tagged, 4)), (16, 1448));
     }
 
     #[test]

@@ -833,50 +833,54 @@ fn mac_of(lab: &Lab, role: &str, interface: &str) -> String {
 #[test]
 fn vlan_tagged_frames_cross_with_their_tag() {
     let (_serial, mut lab) = lab_or_skip!();
-    let nsgd = lab.start_nsgd(&policy(), &[]);
-    let ready = lab.path("sniffer-ready");
-    let sniffer = lab
-        .exec(
-            "server",
-            &[
-                "python3",
-                "-c",
-                VLAN_SNIFF,
-                "s0",
-                &ready.display().to_string(),
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !ready.exists() {
-        std::thread::sleep(Duration::from_millis(20));
+    // Both senders put the stripped tag back: the ring copies it into the
+    // slot, `--tx copy` gathers it between the addresses and the rest.
+    for tx in ["ring", "copy"] {
+        let nsgd = lab.start_nsgd(&policy(), &["--tx", tx]);
+        let ready = lab.path(&format!("sniffer-ready-{tx}"));
+        let sniffer = lab
+            .exec(
+                "server",
+                &[
+                    "python3",
+                    "-c",
+                    VLAN_SNIFF,
+                    "s0",
+                    &ready.display().to_string(),
+                ],
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        while !ready.exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (server_mac, client_mac) = (mac_of(&lab, "server", "s0"), mac_of(&lab, "client", "c0"));
+        let sent = lab
+            .exec(
+                "client",
+                &["python3", "-c", VLAN_SEND, "c0", &server_mac, &client_mac],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            sent.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        let seen = sniffer.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&seen.stdout).trim(),
+            "100",
+            "--tx {tx}: the probe must reach the server still tagged with VLAN 100"
+        );
+        let report = nsgd.stop();
+        assert_eq!(
+            hits(&report, "servers-nsg", "Allow-UdpEcho"),
+            1,
+            "{report:#}"
+        );
     }
-    let (server_mac, client_mac) = (mac_of(&lab, "server", "s0"), mac_of(&lab, "client", "c0"));
-    let sent = lab
-        .exec(
-            "client",
-            &["python3", "-c", VLAN_SEND, "c0", &server_mac, &client_mac],
-        )
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let seen = sniffer.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&seen.stdout).trim(),
-        "100",
-        "the probe must reach the server still tagged with VLAN 100"
-    );
-    let report = nsgd.stop();
-    assert_eq!(
-        hits(&report, "servers-nsg", "Allow-UdpEcho"),
-        1,
-        "{report:#}"
-    );
 }
 
 #[test]

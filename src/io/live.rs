@@ -1108,6 +1108,62 @@ fn outgoing_header(received: [u8; VNET_HDR_LEN], tagged: bool) -> [u8; VNET_HDR_
     header
 }
 
+/// I/O vectors that gather `frame` as it goes out: whole, or, when the
+/// receiving driver stripped a VLAN tag, the MAC addresses, the tag
+/// (written into `tag`, which must outlive the vectors) and the rest.
+/// Returns the vectors and how many of them are used.
+fn gather_frame(frame: &RxFrame<'_>, tag: &mut [u8; 4]) -> ([libc::iovec; 3], usize) {
+    let data = frame.data;
+    let part = |base: *const u8, len: usize| libc::iovec {
+        iov_base: base as *mut libc::c_void,
+        iov_len: len,
+    };
+    let unused = part(data.as_ptr(), 0);
+    match frame.vlan {
+        Some((tpid, tci)) if data.len() >= 12 => {
+            tag[..2].copy_from_slice(&tpid.to_be_bytes());
+            tag[2..].copy_from_slice(&tci.to_be_bytes());
+            let (addresses, rest) = data.split_at(12);
+            (
+                [
+                    part(addresses.as_ptr(), 12),
+                    part(tag.as_ptr(), 4),
+                    part(rest.as_ptr(), rest.len()),
+                ],
+                3,
+            )
+        }
+        _ => ([part(data.as_ptr(), data.len()), unused, unused], 1),
+    }
+}
+
+/// How a sending socket hands frames to the device.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SendPath {
+    /// Straight to the driver (PACKET_QDISC_BYPASS): frames of wire size.
+    BypassQdisc,
+    /// Through the queueing layer, with a virtio-net header before each
+    /// frame that may ask for segmentation.
+    Queue,
+}
+
+/// A packet socket bound to `interface` that only sends, with an 8 MiB
+/// send buffer where allowed.
+fn send_socket(interface: &str, path: SendPath) -> Result<OwnedFd, PortError> {
+    let index = interface_index(interface)?;
+    let fd = packet_socket(interface)?;
+    let raw = fd.as_raw_fd();
+    match path {
+        SendPath::BypassQdisc => {
+            set_option(raw, PACKET_QDISC_BYPASS, &1i32, interface, "bypass qdisc")?
+        }
+        SendPath::Queue => set_option(raw, PACKET_VNET_HDR, &1i32, interface, "vnet header")?,
+    }
+    enlarge_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20);
+    bind(raw, index, 0, interface)?;
+    Ok(fd)
+}
+
 /// Sends receive-offload aggregates, one `sendmsg` each, with their
 /// virtio-net header (PACKET_VNET_HDR): the kernel segments them (GSO)
 /// into frames of the size they were merged from, finishing checksums.
@@ -1120,44 +1176,28 @@ pub struct MergedSender {
 
 impl MergedSender {
     fn open(interface: &str) -> Result<MergedSender, PortError> {
-        let index = interface_index(interface)?;
-        let fd = packet_socket(interface)?;
-        let raw = fd.as_raw_fd();
-        // No PACKET_QDISC_BYPASS here: the direct path drops any frame that
-        // needs segmenting, the queueing path segments it.
-        set_option(raw, PACKET_VNET_HDR, &1i32, interface, "vnet header")?;
-        enlarge_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20);
-        bind(raw, index, 0, interface)?;
+        // Not the qdisc-bypass path: it drops any frame that needs
+        // segmenting, the queueing path segments it.
         Ok(MergedSender {
-            fd,
+            fd: send_socket(interface, SendPath::Queue)?,
             carried_failures: FlushFailures::default(),
         })
     }
 
     fn send(&mut self, frame: &RxFrame<'_>, merged: &Merged) -> Result<(), TxRefusal> {
-        let tagged = frame.vlan.is_some() && frame.data.len() >= 12;
-        let header = outgoing_header(merged.header, tagged);
         let mut tag = [0u8; 4];
-        let part = |base: *const u8, len: usize| libc::iovec {
-            iov_base: base as *mut libc::c_void,
-            iov_len: len,
-        };
-        let data = frame.data;
+        let (frame_parts, count) = gather_frame(frame, &mut tag);
+        let header = outgoing_header(merged.header, count > 1);
         let mut iov = [
-            part(header.as_ptr(), VNET_HDR_LEN),
-            part(data.as_ptr(), data.len()),
-            part(data.as_ptr(), 0),
-            part(data.as_ptr(), 0),
+            libc::iovec {
+                iov_base: header.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            frame_parts[0],
+            frame_parts[1],
+            frame_parts[2],
         ];
-        let mut parts = 2;
-        if let Some((tpid, tci)) = frame.vlan.filter(|_| tagged) {
-            tag[..2].copy_from_slice(&tpid.to_be_bytes());
-            tag[2..].copy_from_slice(&tci.to_be_bytes());
-            iov[1] = part(data.as_ptr(), 12);
-            iov[2] = part(tag.as_ptr(), 4);
-            iov[3] = part(data[12..].as_ptr(), data.len() - 12);
-            parts = 4;
-        }
+        let parts = 1 + count;
         // SAFETY: an all-zero msghdr is a valid value of the C struct.
         let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
         message.msg_iov = iov.as_mut_ptr();
@@ -1208,12 +1248,7 @@ unsafe impl Send for TxBatch {}
 
 impl TxBatch {
     pub fn open(interface: &str) -> Result<TxBatch, PortError> {
-        let index = interface_index(interface)?;
-        let fd = packet_socket(interface)?;
-        let raw = fd.as_raw_fd();
-        set_option(raw, PACKET_QDISC_BYPASS, &1i32, interface, "bypass qdisc")?;
-        enlarge_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20);
-        bind(raw, index, 0, interface)?;
+        let fd = send_socket(interface, SendPath::BypassQdisc)?;
         let empty_iovec = libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -1242,30 +1277,9 @@ impl TxBatch {
             self.send_pending();
         }
         let i = self.len;
-        let base = frame.data.as_ptr() as *mut libc::c_void;
-        let part = |base: *mut libc::c_void, len: usize| libc::iovec {
-            iov_base: base,
-            iov_len: len,
-        };
-        match frame.vlan {
-            Some((tpid, tci)) if tagged => {
-                self.tags[i][..2].copy_from_slice(&tpid.to_be_bytes());
-                self.tags[i][2..].copy_from_slice(&tci.to_be_bytes());
-                let tag = self.tags[i].as_mut_ptr().cast();
-                // SAFETY: 12 is within the frame (checked above).
-                let rest = unsafe { frame.data.as_ptr().add(12) } as *mut libc::c_void;
-                self.iovecs[i] = [
-                    part(base, 12),
-                    part(tag, 4),
-                    part(rest, frame.data.len() - 12),
-                ];
-                self.iovec_counts[i] = 3;
-            }
-            _ => {
-                self.iovecs[i][0] = part(base, frame.data.len());
-                self.iovec_counts[i] = 1;
-            }
-        }
+        let (iovecs, count) = gather_frame(frame, &mut self.tags[i]);
+        self.iovecs[i] = iovecs;
+        self.iovec_counts[i] = count;
         self.lengths[i] = len as u32;
         self.len += 1;
         Ok(())

@@ -993,7 +993,8 @@ impl TxRing {
 /// What one [`RxRing::forward`] call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forwarded {
-    /// Frames taken from the receive ring.
+    /// Frames taken from the receive ring, an aggregate counting as the
+    /// wire frames it merged (as do the counts below).
     pub frames: u64,
     /// Allowed frames handed to the driver, and their bytes.
     pub sent: u64,

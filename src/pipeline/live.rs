@@ -67,7 +67,8 @@ impl LiveOptions {
 /// Frame counts of one port (both directions of the wire).
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct PortCounters {
-    /// Frames the workers took from this port's receive rings.
+    /// Frames the workers took from this port's receive rings, counted as on
+    /// the wire: a GRO/LRO aggregate counts as the frames it merged.
     pub received: u64,
     pub received_bytes: u64,
     /// Frames queued for sending out of this port.

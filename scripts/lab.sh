@@ -38,6 +38,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 LAB=${LAB:-nsgdlab}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# Binaries given by the caller are used as they are; the defaults are
+# rebuilt before a bench, so it never measures a stale build.
+BINARIES_GIVEN=${NSGD:+1}${LAB_LOAD:+1}
 NSGD=${NSGD:-$TARGET_DIR/release/nsgd}
 LAB_LOAD=${LAB_LOAD:-$TARGET_DIR/release/examples/lab_load}
 NSGD_CONFIG=${NSGD_CONFIG:-configs/live-lab.yaml}
@@ -379,6 +382,7 @@ print(r["bits_per_second"], r["bytes"] * 8)
 # UDP datagrams that reached the server's UDP layer, delivered or not:
 # InDatagrams + NoPorts + InErrors (which counts RcvbufErrors).
 udp_arrived() {
+	# shellcheck disable=SC2016 # awk's own fields, not shell variables
 	in_ns "$NS_SERVER" awk '/^Udp:/ && $2 ~ /^[0-9]/ { print $2 + $3 + $4 }' /proc/net/snmp
 }
 
@@ -466,9 +470,15 @@ measure() {
 
 lab_bench() {
 	need ip ethtool taskset iperf3 python3 nft ss ping
-	if [ ! -x "$NSGD" ] || [ ! -x "$LAB_LOAD" ]; then
-		log "building nsgd and lab_load"
-		cargo build --release --bin nsgd --example lab_load
+	if [ -z "$BINARIES_GIVEN" ]; then
+		if command -v cargo >/dev/null; then
+			log "building nsgd and lab_load (release; quick when up to date)"
+			cargo build --release --bin nsgd --example lab_load
+		elif [ -x "$NSGD" ] && [ -x "$LAB_LOAD" ]; then
+			log "no cargo on PATH: measuring the existing $NSGD, which may be older than the sources"
+		else
+			die "no cargo on PATH to build $NSGD and $LAB_LOAD (or set NSGD and LAB_LOAD)"
+		fi
 	fi
 	local rows=() mode
 	for mode in ${BENCH_MODES:-nsgd bridge-nft bridge}; do

@@ -444,6 +444,15 @@ fn hits(report: &serde_json::Value, nsg: &str, rule: &str) -> u64 {
     report["rule_hits"][nsg][rule].as_u64().unwrap_or(0)
 }
 
+/// Every frame received was judged, and what went out is what was allowed.
+fn assert_every_frame_accounted(report: &serde_json::Value, label: &str) {
+    let ports = report["ports"].as_array().unwrap();
+    let received: u64 = ports.iter().map(|p| p["received"].as_u64().unwrap()).sum();
+    let sent: u64 = ports.iter().map(|p| p["sent"].as_u64().unwrap()).sum();
+    assert_eq!(received, report["packets_in"].as_u64().unwrap(), "{label}");
+    assert_eq!(sent, report["packets_allowed"].as_u64().unwrap(), "{label}");
+}
+
 #[test]
 fn allowed_port_transfers_intact_denied_port_does_not_connect() {
     let (_serial, mut lab) = lab_or_skip!();
@@ -462,12 +471,7 @@ fn allowed_port_transfers_intact_denied_port_does_not_connect() {
     assert_eq!(hits(&report, "servers-nsg", "Allow-Web"), 1, "{report:#}");
     assert!(hits(&report, "servers-nsg", "Deny-Rest") >= 1, "{report:#}");
     assert!(report["packets_denied"].as_u64().unwrap() >= 1);
-    // Every packet is accounted for, and what was allowed went out.
-    let ports = report["ports"].as_array().unwrap();
-    let received: u64 = ports.iter().map(|p| p["received"].as_u64().unwrap()).sum();
-    let sent: u64 = ports.iter().map(|p| p["sent"].as_u64().unwrap()).sum();
-    assert_eq!(received, report["packets_in"].as_u64().unwrap());
-    assert_eq!(sent, report["packets_allowed"].as_u64().unwrap());
+    assert_every_frame_accounted(&report, "allowed and denied ports");
 
     // NSG flow log v2: the allowed web flow begins (B) and the denied one
     // is logged as denied (D), both under servers-nsg.
@@ -834,10 +838,12 @@ fn mac_of(lab: &Lab, role: &str, interface: &str) -> String {
 fn vlan_tagged_frames_cross_with_their_tag() {
     let (_serial, mut lab) = lab_or_skip!();
     // Both senders put the stripped tag back: the ring copies it into the
-    // slot, `--tx copy` gathers it between the addresses and the rest.
-    for tx in ["ring", "copy"] {
-        let nsgd = lab.start_nsgd(&policy(), &["--tx", tx]);
-        let ready = lab.path(&format!("sniffer-ready-{tx}"));
+    // slot, `--tx copy` gathers it between the addresses and the rest. XDP
+    // sees the tag still in the frame.
+    for options in [["--tx", "ring"], ["--tx", "copy"], ["--rx", "xdp"]] {
+        let label = options.join(" ");
+        let nsgd = lab.start_nsgd(&policy(), &options);
+        let ready = lab.path(&format!("sniffer-ready-{}", options[1]));
         let sniffer = lab
             .exec(
                 "server",
@@ -872,7 +878,7 @@ fn vlan_tagged_frames_cross_with_their_tag() {
         assert_eq!(
             String::from_utf8_lossy(&seen.stdout).trim(),
             "100",
-            "--tx {tx}: the probe must reach the server still tagged with VLAN 100"
+            "{label}: the probe must reach the server still tagged with VLAN 100"
         );
         let report = nsgd.stop();
         assert_eq!(
@@ -881,6 +887,87 @@ fn vlan_tagged_frames_cross_with_their_tag() {
             "{report:#}"
         );
     }
+}
+
+/// Whether an XDP program is attached to the middle's `port`.
+fn xdp_attached(lab: &Lab, port: &str) -> bool {
+    let shown = run(&["ip", "-n", &lab.ns("nva"), "link", "show", port]);
+    String::from_utf8_lossy(&shown.stdout).contains("xdp")
+}
+
+#[test]
+fn xdp_receive_bridges_by_the_same_policy_and_detaches_on_exit() {
+    let (_serial, mut lab) = lab_or_skip!();
+    // Larger than the UMEM's 4096 frames: frames are handed back and reused.
+    let data = write_file(&lab, "file.bin", 8_000_000);
+    lab.http_server(8080);
+    lab.http_server(8081);
+    let bridge = lab.start_nsgd(&policy(), &["--rx", "xdp"]);
+    assert!(
+        bridge.log().contains(
+            "receiving through AF_XDP (XDP program n0: in the driver, n1: in the driver)"
+        ),
+        "{}",
+        bridge.log()
+    );
+    assert!(xdp_attached(&lab, "n0") && xdp_attached(&lab, "n1"));
+
+    lab.expect_curl_intact("file.bin", &data, "allowed port through AF_XDP");
+    let denied = lab.curl(8081, "file.bin", &["--connect-timeout", "2"]);
+    assert!(!denied.status.success(), "port 8081 must not connect");
+    assert!(lab.ping("client", SERVER_IP, 2), "ping is allowed");
+    assert!(!lab.ping("server", CLIENT_IP, 1), "the server may not ping");
+
+    let report = bridge.stop();
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Web"), 1, "{report:#}");
+    assert!(hits(&report, "servers-nsg", "Deny-Rest") >= 1, "{report:#}");
+    assert_every_frame_accounted(&report, "AF_XDP");
+    assert!(report["packets_denied"].as_u64().unwrap() >= 1);
+    assert!(
+        !xdp_attached(&lab, "n0") && !xdp_attached(&lab, "n1"),
+        "the programs go with nsgd"
+    );
+
+    // Killed outright, nsgd still leaves no program behind (its BPF links
+    // close with the process), so nothing is left steering frames away.
+    let mut killed = lab.start_nsgd(&policy(), &["--rx", "xdp"]);
+    assert!(lab.ping("client", SERVER_IP, 1));
+    killed.signal("KILL");
+    killed.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&lab, "n0") || xdp_attached(&lab, "n1") {
+        assert!(Instant::now() < deadline, "an XDP program outlived nsgd");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Two workers would need a symmetric split of each port's queues.
+    let policy = policy().display().to_string();
+    let refused = lab
+        .exec(
+            "nva",
+            &[
+                nsgd(),
+                "run",
+                &policy,
+                "--port",
+                "n0",
+                "--port",
+                "n1",
+                "--rx",
+                "xdp",
+                "--workers",
+                "2",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("AF_XDP receive takes one worker"),
+        "{stderr}"
+    );
+    assert!(!xdp_attached(&lab, "n0"), "nothing attached when refused");
 }
 
 #[test]
@@ -906,6 +993,58 @@ fn runs_unprivileged_with_only_cap_net_raw() {
         "ping through an unprivileged nsgd"
     );
     let report = nsgd.stop();
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Ping"), 1, "{report:#}");
+}
+
+#[test]
+fn xdp_receive_runs_unprivileged_with_the_capabilities_it_names() {
+    let (_serial, mut lab) = lab_or_skip!();
+    if !have("setpriv") {
+        eprintln!("skipping: setpriv (util-linux) is not installed");
+        return;
+    }
+    let as_nobody_with = |caps: &str| {
+        [
+            "setpriv".to_string(),
+            "--reuid=65534".to_string(),
+            "--regid=65534".to_string(),
+            "--clear-groups".to_string(),
+            format!("--inh-caps=-all,{caps}"),
+            format!("--ambient-caps=-all,{caps}"),
+            format!("--bounding-set=-all,{caps}"),
+        ]
+    };
+    // Without CAP_BPF the XDP program cannot be loaded: nsgd says so.
+    let policy_path = policy().display().to_string();
+    let mut refused: Vec<String> = as_nobody_with("+net_raw,+net_admin,+ipc_lock").to_vec();
+    refused.extend(
+        [
+            nsgd(),
+            "run",
+            &policy_path,
+            "--port",
+            "n0",
+            "--port",
+            "n1",
+            "--rx",
+            "xdp",
+        ]
+        .map(String::from),
+    );
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let out = lab.exec("nva", &refused).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+
+    let wrapper = as_nobody_with("+net_raw,+net_admin,+bpf,+ipc_lock");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let bridge = lab.start_nsgd_as(&wrapper, &policy(), &["--rx", "xdp"]);
+    assert!(
+        lab.ping("client", SERVER_IP, 2),
+        "ping through an unprivileged nsgd on AF_XDP"
+    );
+    let report = bridge.stop();
     assert_eq!(hits(&report, "servers-nsg", "Allow-Ping"), 1, "{report:#}");
 }
 
@@ -1028,40 +1167,45 @@ print(n)
 #[test]
 fn a_stalled_bridge_drops_and_counts_never_forwards_unjudged() {
     let (_serial, mut lab) = lab_or_skip!();
-    // A receive ring of 16 slots per port, and a bridge that stops
-    // (SIGSTOP) while the client floods: the kernel must drop what does not
-    // fit, and everything sent on must have been judged.
-    let nsgd = lab.start_nsgd(&policy(), &["--rx-block-kib", "8", "--rx-blocks", "4"]);
-    let ping = lab
-        .exec("client", &["ping", "-c", "1", "-W", "1", SERVER_IP])
-        .output()
-        .unwrap();
-    assert!(ping.status.success(), "ARP and ping before the stall");
-    nsgd.signal("STOP");
-    let flood = lab
-        .exec("client", &["python3", "-c", UDP_FLOOD, SERVER_IP, "1.0"])
-        .output()
-        .unwrap();
-    nsgd.signal("CONT");
-    let sent: u64 = String::from_utf8_lossy(&flood.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    assert!(sent > 1000, "the flood sent {sent} datagrams");
-    std::thread::sleep(Duration::from_millis(300));
-    let report = nsgd.stop();
-    let client_port = &report["ports"][0];
-    assert_eq!(client_port["interface"], "n0");
-    let kernel_drops = client_port["kernel_drops"].as_u64().unwrap();
-    let received = client_port["received"].as_u64().unwrap();
-    assert!(kernel_drops > 0, "{report:#}");
-    assert!(received < sent, "{report:#}");
-    // Everything received was judged; what went out is what was allowed.
-    let ports = report["ports"].as_array().unwrap();
-    let all_received: u64 = ports.iter().map(|p| p["received"].as_u64().unwrap()).sum();
-    let all_sent: u64 = ports.iter().map(|p| p["sent"].as_u64().unwrap()).sum();
-    assert_eq!(all_received, report["packets_in"].as_u64().unwrap());
-    assert_eq!(all_sent, report["packets_allowed"].as_u64().unwrap());
+    // A receive ring of 16 slots per port (or AF_XDP's 4096 UMEM frames),
+    // and a bridge that stops (SIGSTOP) while the client floods: the kernel
+    // must drop what does not fit, and everything sent on must have been
+    // judged.
+    for options in [
+        &["--rx-block-kib", "8", "--rx-blocks", "4"][..],
+        &["--rx", "xdp"][..],
+    ] {
+        let label = options.join(" ");
+        let nsgd = lab.start_nsgd(&policy(), options);
+        let ping = lab
+            .exec("client", &["ping", "-c", "1", "-W", "1", SERVER_IP])
+            .output()
+            .unwrap();
+        assert!(
+            ping.status.success(),
+            "{label}: ARP and ping before the stall"
+        );
+        nsgd.signal("STOP");
+        let flood = lab
+            .exec("client", &["python3", "-c", UDP_FLOOD, SERVER_IP, "1.0"])
+            .output()
+            .unwrap();
+        nsgd.signal("CONT");
+        let sent: u64 = String::from_utf8_lossy(&flood.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(sent > 10_000, "{label}: the flood sent {sent} datagrams");
+        std::thread::sleep(Duration::from_millis(300));
+        let report = nsgd.stop();
+        let client_port = &report["ports"][0];
+        assert_eq!(client_port["interface"], "n0");
+        let kernel_drops = client_port["kernel_drops"].as_u64().unwrap();
+        let received = client_port["received"].as_u64().unwrap();
+        assert!(kernel_drops > 0, "{label}: {report:#}");
+        assert!(received < sent, "{label}: {report:#}");
+        assert_every_frame_accounted(&report, &label);
+    }
 }
 
 #[test]

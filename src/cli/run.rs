@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::io::live::{merging_offloads, RxLayout, TxMode};
-use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport};
+use crate::pipeline::live::{prometheus, status_line, Bridge, LiveOptions, LiveReport, RxIo};
 use crate::telemetry::flow_log::FlowLogWriter;
 use crate::telemetry::metrics::MetricsServer;
 
@@ -57,6 +57,12 @@ pub struct Args {
     /// after the block timeout: smaller blocks mean lower latency).
     #[arg(long = "rx-block-kib", default_value_t = 64)]
     rx_block_kib: u32,
+    /// How frames are received: `packet` (AF_PACKET rings, any interface,
+    /// any number of workers) or `xdp` (an XDP program hands each port's
+    /// frames to an AF_XDP socket: one worker, single-queue ports; needs
+    /// CAP_BPF as well).
+    #[arg(long = "rx", default_value = "packet", value_parser = ["packet", "xdp"])]
+    rx: String,
     /// How allowed frames are sent: `ring` (a TPACKET_V2 transmit ring, one
     /// `send` per batch) or `copy` (`sendmmsg` straight from the receive
     /// ring, the kernel copying each frame).
@@ -92,6 +98,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         TxMode::Copy
     };
+    options.rx_io = if args.rx == "xdp" {
+        RxIo::Xdp
+    } else {
+        RxIo::Packet
+    };
     options.ring.rx_layout = if args.rx_ring == "blocks" {
         RxLayout::Blocks
     } else {
@@ -113,7 +124,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     for port in [port_a, port_b] {
         let merging = merging_offloads(port);
-        if merging.is_empty() {
+        // XDP runs before GRO: an AF_XDP port never sees an aggregate.
+        if merging.is_empty() || options.rx_io == RxIo::Xdp {
             continue;
         }
         if options.ring.rx_layout == RxLayout::Blocks {
@@ -149,9 +161,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     eprintln!(
-        "nsgd run: forwarding between {port_a} and {port_b} ({} worker{}, policy {})",
+        "nsgd run: forwarding between {port_a} and {port_b} ({} worker{}, receiving through {}, policy {})",
         args.workers.max(1),
         if args.workers > 1 { "s" } else { "" },
+        bridge.receive_path(),
         args.policy.display()
     );
 

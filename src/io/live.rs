@@ -1,22 +1,24 @@
 //! Live ports: one Linux interface seen through AF_PACKET sockets with
-//! memory-mapped rings. Receiving uses a TPACKET_V3 ring (the kernel fills
-//! whole blocks of frames and hands each block over at once, so a busy port
-//! costs one `poll` per block instead of one syscall per frame), joined to a
-//! PACKET_FANOUT group so several workers can share a port, each getting
-//! whole flows (the kernel's fanout hash is symmetric). Sending uses a
-//! TPACKET_V2 ring on a second socket that receives nothing: frames are
-//! copied into ring slots and one `send` hands the whole batch to the driver,
-//! bypassing the qdisc.
+//! memory-mapped rings. Receiving uses a TPACKET_V2 ring (each frame handed
+//! over as it lands) or a TPACKET_V3 ring (frames packed into blocks, a
+//! block handed over at once), joined to a PACKET_FANOUT group so several
+//! workers can share a port, each getting whole flows (the kernel's fanout
+//! hash is symmetric); [`Receiver`] also covers the AF_XDP sockets of
+//! `xdp`. Sending uses a TPACKET_V2 ring on a second socket that receives
+//! nothing: frames are copied into ring slots and one `send` hands the
+//! whole batch to the driver, bypassing the qdisc.
 //!
-//! This room moves bytes and knows nothing of policy. All `unsafe` of the
-//! crate that is not in tests lives here: raw socket options, the shared
-//! ring mappings and the status words the kernel and we take turns on.
+//! This room moves bytes and knows nothing of policy. The live I/O's
+//! `unsafe` lives here and in `xdp`: raw socket options, the shared ring
+//! mappings and the status words the kernel and we take turns on.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+pub use super::xdp::{XdpMode, XdpRx};
 
 const ETH_P_ALL: u16 = 0x0003;
 const SOL_PACKET: libc::c_int = 263;
@@ -103,17 +105,25 @@ pub enum RxLayout {
 }
 
 /// Why a port could not be opened: the interface, the step and the OS error.
+/// The message holds the OS error itself (it is not a separate `source`, so
+/// an error chain does not print it twice).
 #[derive(Debug, thiserror::Error)]
-#[error("{interface}: {step}: {source}{}", hint(source))]
+#[error("{interface}: {step}: {error}{}", hint(step, error))]
 pub struct PortError {
     pub interface: String,
     pub step: &'static str,
-    #[source]
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
-fn hint(error: &io::Error) -> &'static str {
+fn hint(step: &str, error: &io::Error) -> &'static str {
+    let xdp = step.contains("XDP") || step.contains("XSK") || step.contains("UMEM");
     match error.raw_os_error() {
+        Some(libc::ENOBUFS) if step.contains("UMEM") => {
+            " (the UMEM is locked memory: needs CAP_IPC_LOCK or a higher `ulimit -l`)"
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) if xdp => {
+            " (AF_XDP receive needs CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and CAP_IPC_LOCK)"
+        }
         Some(libc::EPERM) | Some(libc::EACCES) => {
             " (needs CAP_NET_RAW and CAP_NET_ADMIN: run as root or `setcap cap_net_raw,cap_net_admin+ep nsgd`)"
         }
@@ -126,7 +136,7 @@ fn os_error<T>(interface: &str, step: &'static str) -> Result<T, PortError> {
     Err(PortError {
         interface: interface.to_string(),
         step,
-        source: io::Error::last_os_error(),
+        error: io::Error::last_os_error(),
     })
 }
 
@@ -135,7 +145,7 @@ pub fn interface_index(name: &str) -> Result<u32, PortError> {
     let c_name = CString::new(name).map_err(|_| PortError {
         interface: name.to_string(),
         step: "interface name",
-        source: io::Error::from(io::ErrorKind::InvalidInput),
+        error: io::Error::from(io::ErrorKind::InvalidInput),
     })?;
     // SAFETY: `c_name` is a valid NUL-terminated string for the call.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
@@ -145,7 +155,30 @@ pub fn interface_index(name: &str) -> Result<u32, PortError> {
     Ok(index)
 }
 
-fn packet_socket(interface: &str) -> Result<OwnedFd, PortError> {
+/// Puts the interface in promiscuous mode for as long as the AF_PACKET
+/// socket `fd` stays open (the kernel counts these, so nothing is left
+/// switched on after nsgd).
+pub(crate) fn add_promiscuous_membership(
+    fd: RawFd,
+    index: u32,
+    interface: &str,
+) -> Result<(), PortError> {
+    let membership = PacketMreq {
+        mr_ifindex: index as i32,
+        mr_type: PACKET_MR_PROMISC,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    set_option(
+        fd,
+        PACKET_ADD_MEMBERSHIP,
+        &membership,
+        interface,
+        "enter promiscuous mode",
+    )
+}
+
+pub(crate) fn packet_socket(interface: &str) -> Result<OwnedFd, PortError> {
     // Protocol 0: the socket receives nothing until it is bound, so no frame
     // of another interface slips in before the bind.
     // SAFETY: plain syscall; the result is checked before use.
@@ -178,6 +211,20 @@ fn set_option<T>(
         return os_error(interface, step);
     }
     Ok(())
+}
+
+/// Reads the socket option `name` of `level` into a `T` (the option's C
+/// structure); `None` when the kernel refuses.
+pub(crate) fn read_option<T: Default>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> Option<T> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a writable `T` of `len` bytes.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut T).cast(), &mut len) };
+    (rc == 0).then_some(value)
 }
 
 /// Sets a socket buffer to `bytes`: past the system limit where
@@ -560,19 +607,7 @@ impl RxRing {
         )?;
         bind(raw, index, ETH_P_ALL, interface)?;
         if promiscuous {
-            let membership = PacketMreq {
-                mr_ifindex: index as i32,
-                mr_type: PACKET_MR_PROMISC,
-                mr_alen: 0,
-                mr_address: [0; 8],
-            };
-            set_option(
-                raw,
-                PACKET_ADD_MEMBERSHIP,
-                &membership,
-                interface,
-                "enter promiscuous mode",
-            )?;
+            add_promiscuous_membership(raw, index, interface)?;
         }
         if let Some(group) = fanout {
             let argument: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
@@ -613,65 +648,6 @@ impl RxRing {
         let drained = self.drain_held(max_frames, each);
         self.release_held();
         drained
-    }
-
-    /// Judges the frames the kernel has handed over (as [`drain`](Self::drain))
-    /// and sends those `judge` allows out of `out`, then gives the frames
-    /// back: a copying sender points into this ring until it has sent.
-    pub fn forward(
-        &mut self,
-        out: &mut Sender,
-        max_frames: usize,
-        mut judge: impl FnMut(&RxFrame<'_>) -> bool,
-    ) -> Option<Forwarded> {
-        let mut forwarded = Forwarded::default();
-        let drained = self.drain_held(max_frames, |frame| {
-            let frames = u64::from(frame.frames());
-            forwarded.frames += frames;
-            if !judge(&frame) {
-                return;
-            }
-            match out.push(&frame) {
-                Ok(()) => {
-                    forwarded.sent += frames;
-                    forwarded.sent_bytes += match frame.merged {
-                        Some(merged) => u64::from(merged.wire_bytes),
-                        None => frame.data.len() as u64,
-                    };
-                }
-                Err(TxRefusal::Oversize) => forwarded.oversize += frames,
-                Err(TxRefusal::RingFull) => forwarded.busy += frames,
-            }
-        });
-        drained?;
-        let failed = out.flush();
-        forwarded.sent -= failed.oversize + failed.busy;
-        forwarded.sent_bytes -= failed.bytes;
-        forwarded.oversize += failed.oversize;
-        forwarded.busy += failed.busy;
-        self.release_held();
-        Some(forwarded)
-    }
-
-    /// Gives every drained unit back to the kernel.
-    fn release_held(&mut self) {
-        while self.held > 0 {
-            let unit = (self.next_unit + self.units - self.held) % self.units;
-            let offset = unit * self.unit_size;
-            let status = match self.layout {
-                RxLayout::Frames => self.map.status(offset),
-                RxLayout::Blocks => self.map.status(offset + 8),
-            };
-            status.store(TP_STATUS_KERNEL, Ordering::Release);
-            self.held -= 1;
-        }
-    }
-
-    fn drain_held(&mut self, max_frames: usize, each: impl FnMut(RxFrame<'_>)) -> Option<usize> {
-        match self.layout {
-            RxLayout::Blocks => self.drain_block(each),
-            RxLayout::Frames => self.drain_slots(max_frames, each),
-        }
     }
 
     fn drain_slots(
@@ -835,24 +811,132 @@ impl RxRing {
 
     /// Frames received and dropped by the kernel since the previous call.
     pub fn kernel_stats(&self) -> RxKernelStats {
-        let mut stats = TpacketStatsV3::default();
-        let mut len = std::mem::size_of::<TpacketStatsV3>() as libc::socklen_t;
-        // SAFETY: `stats` is a writable buffer of `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_STATISTICS,
-                (&mut stats as *mut TpacketStatsV3).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
+        let Some(stats) =
+            read_option::<TpacketStatsV3>(self.fd.as_raw_fd(), SOL_PACKET, PACKET_STATISTICS)
+        else {
             return RxKernelStats::default();
-        }
+        };
         RxKernelStats {
             packets: u64::from(stats.tp_packets),
             drops: u64::from(stats.tp_drops),
+        }
+    }
+}
+
+/// Where a worker's frames come from: an AF_PACKET receive ring or an
+/// AF_XDP socket. Drained frames stay the source's until released, so a
+/// sender may point into them until it has sent.
+pub(crate) trait FrameSource {
+    /// Calls `each` for up to `max_frames` received frames (a V3 source:
+    /// the next block) and holds them; `None` when nothing was ready.
+    fn drain_held(&mut self, max_frames: usize, each: impl FnMut(RxFrame<'_>)) -> Option<usize>;
+    /// Gives every held frame back to the kernel.
+    fn release_held(&mut self);
+}
+
+impl FrameSource for RxRing {
+    fn release_held(&mut self) {
+        while self.held > 0 {
+            let unit = (self.next_unit + self.units - self.held) % self.units;
+            let offset = unit * self.unit_size;
+            let status = match self.layout {
+                RxLayout::Frames => self.map.status(offset),
+                RxLayout::Blocks => self.map.status(offset + 8),
+            };
+            status.store(TP_STATUS_KERNEL, Ordering::Release);
+            self.held -= 1;
+        }
+    }
+
+    fn drain_held(&mut self, max_frames: usize, each: impl FnMut(RxFrame<'_>)) -> Option<usize> {
+        match self.layout {
+            RxLayout::Blocks => self.drain_block(each),
+            RxLayout::Frames => self.drain_slots(max_frames, each),
+        }
+    }
+}
+
+/// Judges the frames `source` has ready and sends those `judge` allows out
+/// of `out`, then gives the frames back: a copying sender points into the
+/// source until it has sent.
+fn forward_from(
+    source: &mut impl FrameSource,
+    out: &mut Sender,
+    max_frames: usize,
+    mut judge: impl FnMut(&RxFrame<'_>) -> bool,
+) -> Option<Forwarded> {
+    let mut forwarded = Forwarded::default();
+    let drained = source.drain_held(max_frames, |frame| {
+        let frames = u64::from(frame.frames());
+        forwarded.frames += frames;
+        if !judge(&frame) {
+            return;
+        }
+        match out.push(&frame) {
+            Ok(()) => {
+                forwarded.sent += frames;
+                forwarded.sent_bytes += match frame.merged {
+                    Some(merged) => u64::from(merged.wire_bytes),
+                    None => frame.data.len() as u64,
+                };
+            }
+            Err(TxRefusal::Oversize) => forwarded.oversize += frames,
+            Err(TxRefusal::RingFull) => forwarded.busy += frames,
+        }
+    });
+    drained?;
+    let failed = out.flush();
+    forwarded.sent -= failed.oversize + failed.busy;
+    forwarded.sent_bytes -= failed.bytes;
+    forwarded.oversize += failed.oversize;
+    forwarded.busy += failed.busy;
+    source.release_held();
+    Some(forwarded)
+}
+
+/// How a port receives: an AF_PACKET ring, or an AF_XDP socket fed by an
+/// XDP program.
+pub enum Receiver {
+    Packet(RxRing),
+    Xdp(XdpRx),
+}
+
+impl Receiver {
+    pub fn interface(&self) -> &str {
+        match self {
+            Receiver::Packet(ring) => ring.interface(),
+            Receiver::Xdp(socket) => socket.interface(),
+        }
+    }
+
+    /// The descriptor to wait on for frames.
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Receiver::Packet(ring) => ring.raw_fd(),
+            Receiver::Xdp(socket) => socket.raw_fd(),
+        }
+    }
+
+    /// Frames the kernel dropped since the previous call because nsgd did
+    /// not keep up.
+    pub fn kernel_stats(&self) -> RxKernelStats {
+        match self {
+            Receiver::Packet(ring) => ring.kernel_stats(),
+            Receiver::Xdp(socket) => socket.kernel_stats(),
+        }
+    }
+
+    /// Judges the frames the kernel has handed over and sends those `judge`
+    /// allows out of `out`; `None` when nothing was ready.
+    pub fn forward(
+        &mut self,
+        out: &mut Sender,
+        max_frames: usize,
+        judge: impl FnMut(&RxFrame<'_>) -> bool,
+    ) -> Option<Forwarded> {
+        match self {
+            Receiver::Packet(ring) => forward_from(ring, out, max_frames, judge),
+            Receiver::Xdp(socket) => forward_from(socket, out, max_frames, judge),
         }
     }
 }
@@ -1357,31 +1441,39 @@ struct InterfaceRequest {
     _pad: [u8; 16],
 }
 
+/// Runs an ethtool request on `interface`: `command` is the C structure of
+/// the command named in its first word, which the driver fills in. False
+/// when the driver refuses it.
+pub(crate) fn ethtool<T>(interface: &str, command: &mut T) -> bool {
+    let Ok(fd) = packet_socket(interface) else {
+        return false;
+    };
+    let mut request = InterfaceRequest {
+        name: [0; libc::IFNAMSIZ],
+        data: (command as *mut T).cast(),
+        _pad: [0; 16],
+    };
+    for (slot, byte) in request
+        .name
+        .iter_mut()
+        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: SIOCETHTOOL reads the name and `command` (live and writable
+    // for the call, of the size its command word implies), and writes the
+    // reply into it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut request) };
+    rc == 0
+}
+
 /// The receive offloads switched on for `interface` that merge frames (GRO,
 /// LRO): a bridge would receive aggregates larger than the wire's frames.
 /// Empty when none is on or the driver does not say.
 pub fn merging_offloads(interface: &str) -> Vec<&'static str> {
-    let Ok(fd) = packet_socket(interface) else {
-        return Vec::new();
-    };
     let query = |cmd: u32| -> Option<u32> {
         let mut value = EthtoolValue { cmd, data: 0 };
-        let mut request = InterfaceRequest {
-            name: [0; libc::IFNAMSIZ],
-            data: (&mut value as *mut EthtoolValue).cast(),
-            _pad: [0; 16],
-        };
-        for (slot, byte) in request
-            .name
-            .iter_mut()
-            .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
-        {
-            *slot = byte as libc::c_char;
-        }
-        // SAFETY: SIOCETHTOOL reads the name and writes `value` through the
-        // pointer, both live for the call.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut request) };
-        (rc == 0).then_some(value.data)
+        ethtool(interface, &mut value).then_some(value.data)
     };
     let mut on = Vec::new();
     if query(ETHTOOL_GGRO).is_some_and(|v| v != 0) {

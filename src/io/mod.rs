@@ -1,7 +1,8 @@
 //! Capture files and synthetic traffic: reading pcap/pcapng (plain or
 //! gzip-compressed) into records, or in place from a mapped file; writing
 //! classic pcap; generating realistic stateful traffic for an estate; and
-//! live ports (AF_PACKET rings on Linux interfaces, `live`).
+//! live ports (AF_PACKET rings on Linux interfaces, `live`, and AF_XDP
+//! receive, `xdp`).
 //!
 //! This room moves bytes; it does not interpret frames beyond what the
 //! generator builds. Nothing here spawns threads, reads the clock or logs:
@@ -14,6 +15,7 @@ pub mod generate;
 
 mod input;
 pub mod live;
+mod xdp;
 // Mapping a file is unsafe: see the SAFETY comment in the module.
 #[allow(unsafe_code)]
 mod mapped;

@@ -22,7 +22,8 @@ use crate::compile::Program;
 use crate::conntrack::ConntrackStats;
 use crate::dataplane::{shard_of, Counters, Dataplane, DataplaneConfig};
 use crate::io::live::{
-    interface_index, wait_readable, PortError, Readiness, RingConfig, RxRing, Sender, TxMode,
+    interface_index, wait_readable, PortError, Readiness, Receiver, RingConfig, RxRing, Sender,
+    TxMode, XdpMode, XdpRx,
 };
 use crate::packet::{parse, LinkType};
 use crate::telemetry::flow_log::FlowEvent;
@@ -40,6 +41,8 @@ pub struct LiveOptions {
     pub ring: RingConfig,
     /// Put the ports in promiscuous mode (a bridge must see every frame).
     pub promiscuous: bool,
+    /// How frames are received.
+    pub rx_io: RxIo,
     /// How allowed frames are sent.
     pub tx_mode: TxMode,
     /// How long an idle worker keeps polling its rings before it sleeps in
@@ -58,10 +61,21 @@ impl LiveOptions {
             },
             ring: RingConfig::default(),
             promiscuous: true,
+            rx_io: RxIo::Packet,
             tx_mode: TxMode::Ring,
             spin: Duration::ZERO,
         }
     }
+}
+
+/// How a bridge receives frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxIo {
+    /// AF_PACKET receive rings (any interface, any number of workers).
+    Packet,
+    /// AF_XDP sockets fed by an XDP program on each port: one worker, and
+    /// ports with a single receive queue.
+    Xdp,
 }
 
 /// Frame counts of one port (both directions of the wire).
@@ -160,6 +174,8 @@ struct Shared {
 /// A running bridge. Dropping it stops the workers.
 pub struct Bridge {
     shared: Arc<Shared>,
+    /// How the ports receive, as attached (e.g. where the XDP program runs).
+    receive_path: String,
     workers: Vec<JoinHandle<()>>,
     options: LiveOptions,
     started: Instant,
@@ -174,7 +190,7 @@ const BLOCKS_PER_TURN: usize = 4;
 const FRAMES_PER_TURN: usize = 256;
 
 struct WorkerPorts {
-    rx: [RxRing; 2],
+    rx: [Receiver; 2],
     tx: [Sender; 2],
 }
 
@@ -187,9 +203,21 @@ impl Bridge {
             return Err(PortError {
                 interface: options.ports[0].clone(),
                 step: "bridge",
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     "the two ports must be different interfaces",
+                ),
+            });
+        }
+        if options.rx_io == RxIo::Xdp && workers > 1 {
+            return Err(PortError {
+                interface: options.ports.join("+"),
+                step: "bridge",
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "AF_XDP receive takes one worker: a port's queues are not \
+                     split by a symmetric flow hash, so a flow's two directions \
+                     could reach different workers",
                 ),
             });
         }
@@ -200,18 +228,8 @@ impl Bridge {
         for _ in 0..workers {
             let fanout = |side: u16| (workers > 1).then_some(group_base.wrapping_add(side));
             let rx = [
-                RxRing::open(
-                    &options.ports[0],
-                    &options.ring,
-                    fanout(0),
-                    options.promiscuous,
-                )?,
-                RxRing::open(
-                    &options.ports[1],
-                    &options.ring,
-                    fanout(1),
-                    options.promiscuous,
-                )?,
+                open_receiver(&options, 0, fanout(0))?,
+                open_receiver(&options, 1, fanout(1))?,
             ];
             let tx = [
                 Sender::open(&options.ports[0], &options.ring, options.tx_mode)?,
@@ -245,8 +263,10 @@ impl Bridge {
             failure: Mutex::new(None),
         });
         let spin = options.spin;
+        let receive_path = receive_path(&all_ports[0].rx);
         let mut bridge = Bridge {
             shared: Arc::clone(&shared),
+            receive_path,
             workers: Vec::with_capacity(workers),
             options,
             started: Instant::now(),
@@ -260,7 +280,7 @@ impl Bridge {
                 .map_err(|source| PortError {
                     interface: bridge.options.ports.join("+"),
                     step: "start a worker thread",
-                    source,
+                    error: source,
                 })?;
             // On an error above, dropping `bridge` stops the workers started.
             bridge.workers.push(worker);
@@ -283,6 +303,12 @@ impl Bridge {
     /// Counts a reload that was refused (bad policy): the old one stays.
     pub fn note_rejected_reload(&self) {
         self.shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How the ports receive: "AF_PACKET rings", or AF_XDP and where the
+    /// XDP program runs on each port.
+    pub fn receive_path(&self) -> &str {
+        &self.receive_path
     }
 
     /// Whether every worker is still running.
@@ -408,6 +434,45 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         self.join();
     }
+}
+
+fn receive_path(receivers: &[Receiver; 2]) -> String {
+    let xdp: Vec<String> = receivers
+        .iter()
+        .filter_map(|receiver| match receiver {
+            Receiver::Xdp(socket) => Some(format!(
+                "{}: {}",
+                socket.interface(),
+                match socket.mode() {
+                    XdpMode::Native => "in the driver",
+                    XdpMode::Generic => "generic",
+                }
+            )),
+            Receiver::Packet(_) => None,
+        })
+        .collect();
+    if xdp.is_empty() {
+        "AF_PACKET rings".to_string()
+    } else {
+        format!("AF_XDP (XDP program {})", xdp.join(", "))
+    }
+}
+
+fn open_receiver(
+    options: &LiveOptions,
+    side: usize,
+    fanout: Option<u16>,
+) -> Result<Receiver, PortError> {
+    let interface = &options.ports[side];
+    Ok(match options.rx_io {
+        RxIo::Packet => Receiver::Packet(RxRing::open(
+            interface,
+            &options.ring,
+            fanout,
+            options.promiscuous,
+        )?),
+        RxIo::Xdp => Receiver::Xdp(XdpRx::open(interface, options.promiscuous)?),
+    })
 }
 
 /// Wall-clock nanoseconds that advance with the monotonic clock: flow logs

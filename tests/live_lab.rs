@@ -970,6 +970,20 @@ fn xdp_receive_bridges_by_the_same_policy_and_detaches_on_exit() {
     assert!(!xdp_attached(&lab, "n0"), "nothing attached when refused");
 }
 
+/// A `setpriv` prefix that runs a command as user nobody, without groups,
+/// holding only the capabilities `caps` (e.g. "+net_raw,+net_admin").
+fn as_nobody_with(caps: &str) -> Vec<String> {
+    vec![
+        "setpriv".to_string(),
+        "--reuid=65534".to_string(),
+        "--regid=65534".to_string(),
+        "--clear-groups".to_string(),
+        format!("--inh-caps=-all,{caps}"),
+        format!("--ambient-caps=-all,{caps}"),
+        format!("--bounding-set=-all,{caps}"),
+    ]
+}
+
 #[test]
 fn runs_unprivileged_with_only_cap_net_raw() {
     let (_serial, mut lab) = lab_or_skip!();
@@ -978,15 +992,8 @@ fn runs_unprivileged_with_only_cap_net_raw() {
         return;
     }
     // User nobody, no groups, and of all capabilities only CAP_NET_RAW.
-    let wrapper = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all,+net_raw",
-        "--ambient-caps=-all,+net_raw",
-        "--bounding-set=-all,+net_raw",
-    ];
+    let wrapper = as_nobody_with("+net_raw");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let nsgd = lab.start_nsgd_as(&wrapper, &policy(), &[]);
     assert!(
         lab.ping("client", SERVER_IP, 2),
@@ -1003,20 +1010,9 @@ fn xdp_receive_runs_unprivileged_with_the_capabilities_it_names() {
         eprintln!("skipping: setpriv (util-linux) is not installed");
         return;
     }
-    let as_nobody_with = |caps: &str| {
-        [
-            "setpriv".to_string(),
-            "--reuid=65534".to_string(),
-            "--regid=65534".to_string(),
-            "--clear-groups".to_string(),
-            format!("--inh-caps=-all,{caps}"),
-            format!("--ambient-caps=-all,{caps}"),
-            format!("--bounding-set=-all,{caps}"),
-        ]
-    };
     // Without CAP_BPF the XDP program cannot be loaded: nsgd says so.
     let policy_path = policy().display().to_string();
-    let mut refused: Vec<String> = as_nobody_with("+net_raw,+net_admin,+ipc_lock").to_vec();
+    let mut refused: Vec<String> = as_nobody_with("+net_raw,+net_admin,+ipc_lock");
     refused.extend(
         [
             nsgd(),

@@ -232,6 +232,17 @@ impl Lab {
 
     /// As `start_nsgd`, with `wrapper` (e.g. `setpriv …`) before nsgd.
     fn start_nsgd_as(&mut self, wrapper: &[&str], policy: &Path, extra: &[&str]) -> Nsgd {
+        self.start_nsgd_between(wrapper, ["n0", "n1"], policy, extra)
+    }
+
+    /// Starts nsgd bridging the middle's `ports` and waits until it forwards.
+    fn start_nsgd_between(
+        &mut self,
+        wrapper: &[&str],
+        ports: [&str; 2],
+        policy: &Path,
+        extra: &[&str],
+    ) -> Nsgd {
         let stdout = std::fs::File::create(self.path("nsgd.out")).unwrap();
         let stderr = std::fs::File::create(self.path("nsgd.err")).unwrap();
         let policy = policy.display().to_string();
@@ -241,9 +252,9 @@ impl Lab {
             "run",
             &policy,
             "--port",
-            "n0",
+            ports[0],
             "--port",
-            "n1",
+            ports[1],
             "--json",
         ]);
         args.extend_from_slice(extra);
@@ -259,7 +270,10 @@ impl Lab {
             stdout: self.path("nsgd.out"),
             stderr: self.path("nsgd.err"),
         };
-        nsgd.wait_for_log("forwarding between n0 and n1", 1);
+        nsgd.wait_for_log(
+            &format!("forwarding between {} and {}", ports[0], ports[1]),
+            1,
+        );
         nsgd
     }
 
@@ -940,8 +954,44 @@ fn xdp_receive_bridges_by_the_same_policy_and_detaches_on_exit() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // Two workers would need a symmetric split of each port's queues.
     let policy = policy().display().to_string();
+    // A driver without XDP (loopback) gets the program in generic mode;
+    // a queue that already has a socket is refused with the likely cause.
+    must(&["ip", "-n", &lab.ns("nva"), "link", "set", "lo", "up"]);
+    let generic =
+        lab.start_nsgd_between(&[], ["n0", "lo"], &PathBuf::from(&policy), &["--rx", "xdp"]);
+    let busy = lab
+        .exec(
+            "nva",
+            &[
+                nsgd(),
+                "run",
+                &policy,
+                "--port",
+                "lo",
+                "--port",
+                "n1",
+                "--rx",
+                "xdp",
+            ],
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        stderr.contains("lo: bind AF_XDP socket") && stderr.contains("another nsgd"),
+        "{stderr}"
+    );
+    assert!(
+        generic
+            .log()
+            .contains("XDP program n0: in the driver, lo: generic"),
+        "{}",
+        generic.log()
+    );
+    generic.stop();
+
+    // Two workers would need a symmetric split of each port's queues.
     let refused = lab
         .exec(
             "nva",

@@ -60,7 +60,7 @@ pub struct Args {
     /// How frames are received: `packet` (AF_PACKET rings, any interface,
     /// any number of workers) or `xdp` (an XDP program hands each port's
     /// frames to an AF_XDP socket: one worker, single-queue ports; needs
-    /// CAP_BPF as well).
+    /// CAP_BPF and CAP_IPC_LOCK as well).
     #[arg(long = "rx", default_value = "packet", value_parser = ["packet", "xdp"])]
     rx: String,
     /// How allowed frames are sent: `ring` (a TPACKET_V2 transmit ring, one

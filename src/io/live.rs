@@ -118,6 +118,9 @@ pub struct PortError {
 fn hint(step: &str, error: &io::Error) -> &'static str {
     let xdp = step.contains("XDP") || step.contains("XSK") || step.contains("UMEM");
     match error.raw_os_error() {
+        Some(libc::EBUSY) if step.contains("AF_XDP") => {
+            " (the queue already has an AF_XDP socket: is another nsgd bridging this port?)"
+        }
         Some(libc::ENOBUFS) if step.contains("UMEM") => {
             " (the UMEM is locked memory: needs CAP_IPC_LOCK or a higher `ulimit -l`)"
         }

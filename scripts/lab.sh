@@ -30,7 +30,8 @@
 # appliance's CPU with RPS) and ENDS_RPS (default 1: steer the client's and
 # server's receive processing to their own CPU); see steer_rps. NVA_GRO=1
 # instead runs the middle's receive in threaded NAPI with GRO, pinned to
-# the appliance's CPU; see middle_gro.
+# the appliance's CPU; see middle_gro. ENDS_NAPI=1 does the same for the
+# client's and server's ports, pinned to their CPU; see ends_napi.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -49,6 +50,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 NVA_RPS=${NVA_RPS:-1}
 ENDS_RPS=${ENDS_RPS:-1}
 NVA_GRO=${NVA_GRO:-0}
+ENDS_NAPI=${ENDS_NAPI:-0}
 NFT_RULESET=scripts/lab-nft.nft
 
 NS_CLIENT=$LAB-client
@@ -192,6 +194,23 @@ middle_gro() {
 	done
 }
 
+# ENDS_NAPI=1: the same for the client's and the server's ports (c0, s0),
+# pinned to their CPU instead of RPS: frames sent to an end queue on its
+# veth and a NAPI thread takes them in polls of up to 64, woken only when
+# it has gone idle, where RPS needs an interrupt whenever the end's
+# backlog has just been emptied.
+ends_napi() {
+	[ "$ENDS_NAPI" = 1 ] || return 0
+	local pid
+	in_ns "$NS_CLIENT" ethtool -K c0 gro on >/dev/null
+	in_ns "$NS_CLIENT" sh -c "echo 1 > /sys/class/net/c0/threaded"
+	in_ns "$NS_SERVER" ethtool -K s0 gro on >/dev/null
+	in_ns "$NS_SERVER" sh -c "echo 1 > /sys/class/net/s0/threaded"
+	for pid in $(pgrep '^napi/[cs]0-' || true); do
+		taskset -pc "$ENDS_CPU" "$pid" >/dev/null
+	done
+}
+
 make_bridge() {
 	ip -n "$NS_NVA" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
 	ip -n "$NS_NVA" link set n0 master br0
@@ -218,7 +237,7 @@ steer_rps() {
 			in_ns "$NS_NVA" sh -c "echo $mask > /sys/class/net/$port/queues/rx-0/rps_cpus"
 		done
 	fi
-	if [ "$ENDS_RPS" = 1 ]; then
+	if [ "$ENDS_RPS" = 1 ] && [ "$ENDS_NAPI" != 1 ]; then
 		mask=$(printf '%x' $((1 << ENDS_CPU)))
 		in_ns "$NS_CLIENT" sh -c "echo $mask > /sys/class/net/c0/queues/rx-0/rps_cpus"
 		in_ns "$NS_SERVER" sh -c "echo $mask > /sys/class/net/s0/queues/rx-0/rps_cpus"
@@ -280,6 +299,7 @@ lab_up() {
 	steer_rps
 	links_up
 	middle_gro
+	ends_napi
 	if [ "$start" = --start ]; then
 		start_nsgd
 	fi
@@ -505,8 +525,11 @@ lab_bench() {
 	elif [ "$NVA_RPS" = 1 ]; then
 		where="RPS steers the middle's receive processing to CPU $APPLIANCE_CPU"
 	fi
+	if [ "$ENDS_NAPI" = 1 ]; then
+		where="$where; the ends' receive (with GRO) runs in threaded NAPI pinned to CPU $ENDS_CPU"
+	fi
 	echo "Single run per cell, ${BENCH_SECONDS}s each; client and server on CPU $ENDS_CPU," \
-		"nsgd pinned to CPU $APPLIANCE_CPU; $where (NVA_GRO=$NVA_GRO, NVA_RPS=$NVA_RPS, ENDS_RPS=$ENDS_RPS)."
+		"nsgd pinned to CPU $APPLIANCE_CPU; $where (NVA_GRO=$NVA_GRO, NVA_RPS=$NVA_RPS, ENDS_RPS=$ENDS_RPS, ENDS_NAPI=$ENDS_NAPI)."
 	echo
 	echo "| path | TCP Gbit/s | 64-B UDP kpps received (sent) | new TCP conn/s | appliance CPU |"
 	echo "| --- | --- | --- | --- | --- |"

@@ -271,8 +271,9 @@ fn bind(fd: RawFd, index: u32, protocol: u16, interface: &str) -> Result<(), Por
     Ok(())
 }
 
-/// A shared mapping of a ring, unmapped on drop.
-struct Mapping {
+/// Memory shared with the kernel (a ring, or AF_XDP's UMEM), unmapped on
+/// drop.
+pub(crate) struct Mapping {
     base: *mut u8,
     len: usize,
 }
@@ -283,42 +284,69 @@ unsafe impl Send for Mapping {}
 
 impl Mapping {
     fn new(fd: RawFd, len: usize, interface: &str) -> Result<Self, PortError> {
-        // SAFETY: maps the ring the kernel just set up on `fd`; checked below.
+        Mapping::of_socket(fd, len, 0).ok_or_else(|| PortError {
+            interface: interface.to_string(),
+            step: "map ring",
+            error: io::Error::last_os_error(),
+        })
+    }
+
+    /// Maps `len` bytes of what the kernel set up on `fd` at `offset`
+    /// (which selects the ring); `None` with the OS error left in errno.
+    pub(crate) fn of_socket(fd: RawFd, len: usize, offset: libc::off_t) -> Option<Self> {
+        // SAFETY: maps memory the kernel just set up on `fd`; checked below.
+        let map = |flags| unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset,
+            )
+        };
+        let mut base = map(libc::MAP_SHARED | libc::MAP_LOCKED);
+        if base == libc::MAP_FAILED {
+            // MAP_LOCKED fails under a low RLIMIT_MEMLOCK; fall back to an
+            // unlocked mapping rather than refuse to run.
+            base = map(libc::MAP_SHARED);
+        }
+        (base != libc::MAP_FAILED).then_some(Mapping {
+            base: base.cast(),
+            len,
+        })
+    }
+
+    /// Fresh zeroed memory of `len` bytes, its pages allocated now.
+    pub(crate) fn anonymous(len: usize) -> Option<Self> {
+        // SAFETY: a fresh private anonymous mapping; checked below.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED,
-                fd,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
                 0,
             )
         };
-        let base = if base == libc::MAP_FAILED {
-            // MAP_LOCKED fails under a low RLIMIT_MEMLOCK; fall back to an
-            // unlocked mapping rather than refuse to run.
-            // SAFETY: as above, without MAP_LOCKED.
-            let base = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd,
-                    0,
-                )
-            };
-            if base == libc::MAP_FAILED {
-                return os_error(interface, "map ring");
-            }
-            base
-        } else {
-            base
-        };
-        Ok(Mapping {
+        (base != libc::MAP_FAILED).then_some(Mapping {
             base: base.cast(),
             len,
         })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The address `offset` bytes in, for words the kernel and we share
+    /// (ring indices, descriptors); the caller keeps `offset` inside.
+    pub(crate) fn at(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset <= self.len);
+        // SAFETY: `offset` is inside the mapping (debug-checked above, and
+        // by every caller); the result stays in the same allocation.
+        unsafe { self.base.add(offset) }
     }
 
     /// The status word at `offset` (4-byte aligned, inside the mapping).
@@ -342,7 +370,7 @@ impl Mapping {
         unsafe { std::ptr::read_unaligned(self.base.add(offset) as *const u16) }
     }
 
-    fn slice(&self, offset: usize, len: usize) -> &[u8] {
+    pub(crate) fn slice(&self, offset: usize, len: usize) -> &[u8] {
         debug_assert!(offset + len <= self.len);
         // SAFETY: inside the mapping; user space owns these bytes while the
         // block or slot status says so.

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::live::{
-    add_promiscuous_membership, interface_index, packet_socket, read_option, FrameSource,
+    add_promiscuous_membership, interface_index, packet_socket, read_option, FrameSource, Mapping,
     PortError, RxFrame, RxKernelStats,
 };
 
@@ -76,7 +76,7 @@ pub struct XdpRx {
     _program: OwnedFd,
     _map: OwnedFd,
     socket: OwnedFd,
-    umem: Region,
+    umem: Mapping,
     rx: Ring,
     fill: Ring,
     /// Keeps the interface promiscuous while the port is open.
@@ -90,7 +90,7 @@ pub struct XdpRx {
     interface: String,
 }
 
-// SAFETY: the raw pointers in `Region`/`Ring` refer to mappings owned by
+// SAFETY: the raw pointers in `Ring` refer to mappings owned by
 // this value; the kernel's side is synchronised through the ring indices.
 unsafe impl Send for XdpRx {}
 
@@ -127,11 +127,11 @@ impl XdpRx {
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem = Region::anonymous((FRAMES * FRAME_SIZE) as usize)
+        let umem = Mapping::anonymous((FRAMES * FRAME_SIZE) as usize)
             .ok_or_else(|| error("allocate UMEM"))?;
         let registration = UmemReg {
-            addr: umem.base as u64,
-            len: umem.len as u64,
+            addr: umem.at(0) as u64,
+            len: umem.len() as u64,
             chunk_size: FRAME_SIZE,
             headroom: 0,
             flags: 0,
@@ -274,7 +274,10 @@ impl FrameSource for XdpRx {
             let (address, len) = self.rx.descriptor(i);
             self.held.push(address);
             let (start, len) = (address as usize, len as usize);
-            if start.checked_add(len).is_none_or(|end| end > self.umem.len) {
+            if start
+                .checked_add(len)
+                .is_none_or(|end| end > self.umem.len())
+            {
                 // Never written by a sane kernel; skipped rather than read.
                 continue;
             }
@@ -460,49 +463,6 @@ fn xdp_option<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
     Ok(())
 }
 
-/// Anonymous memory shared with the kernel (the UMEM), unmapped on drop.
-struct Region {
-    base: *mut u8,
-    len: usize,
-}
-
-impl Region {
-    fn anonymous(len: usize) -> Option<Region> {
-        // SAFETY: a fresh private anonymous mapping; checked below.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        (base != libc::MAP_FAILED).then_some(Region {
-            base: base.cast(),
-            len,
-        })
-    }
-
-    fn slice(&self, offset: usize, len: usize) -> &[u8] {
-        debug_assert!(offset + len <= self.len);
-        // SAFETY: inside the mapping (checked by the caller); the kernel
-        // wrote this frame before publishing its descriptor and does not
-        // touch it until it is back in the fill ring.
-        unsafe { std::slice::from_raw_parts(self.base.add(offset), len) }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` are exactly what mmap returned.
-        unsafe {
-            libc::munmap(self.base.cast(), self.len);
-        }
-    }
-}
-
 /// Which end of a ring nsgd holds.
 #[derive(Clone, Copy)]
 enum Side {
@@ -513,7 +473,7 @@ enum Side {
 /// One of the socket's single-producer, single-consumer rings: the kernel
 /// produces into the receive ring, we into the fill ring.
 struct Ring {
-    map: Region,
+    map: Mapping,
     producer: *const AtomicU32,
     consumer: *const AtomicU32,
     descriptors: *mut u8,
@@ -534,31 +494,14 @@ impl Ring {
         side: Side,
     ) -> Option<Ring> {
         let len = offsets.desc as usize + entries as usize * entry_size;
-        // SAFETY: maps the ring the kernel set up on `fd`; checked below.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                page_offset,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
-        let base = base.cast::<u8>();
-        // SAFETY: the offsets the kernel gave lie inside the mapping.
-        let (producer, consumer, descriptors) = unsafe {
-            (
-                base.add(offsets.producer as usize) as *const AtomicU32,
-                base.add(offsets.consumer as usize) as *const AtomicU32,
-                base.add(offsets.desc as usize),
-            )
-        };
+        let map = Mapping::of_socket(fd, len, page_offset)?;
+        let (producer, consumer, descriptors) = (
+            map.at(offsets.producer as usize) as *const AtomicU32,
+            map.at(offsets.consumer as usize) as *const AtomicU32,
+            map.at(offsets.desc as usize),
+        );
         let mut ring = Ring {
-            map: Region { base, len },
+            map,
             producer,
             consumer,
             descriptors,
@@ -594,7 +537,7 @@ impl Ring {
     /// The `i`th ready receive descriptor: UMEM address and length.
     fn descriptor(&self, i: u32) -> (u64, u32) {
         let slot = (self.local.wrapping_add(i) & self.mask) as usize * self.entry_size;
-        debug_assert!(slot + 12 <= self.map.len);
+        debug_assert!(slot + 12 <= self.map.len());
         // SAFETY: `slot` is a descriptor inside the mapping that the kernel
         // published (acquire load in `ready`) and will not rewrite until
         // we consume it. struct xdp_desc: addr u64, len u32, options u32.
@@ -617,7 +560,7 @@ impl Ring {
     fn produce_addresses(&mut self, addresses: &[u64]) {
         for &address in addresses {
             let slot = (self.local & self.mask) as usize * self.entry_size;
-            debug_assert!(slot + 8 <= self.map.len);
+            debug_assert!(slot + 8 <= self.map.len());
             // SAFETY: `slot` is inside the mapping and, with every UMEM
             // frame accounted for, not yet published to the kernel.
             unsafe {

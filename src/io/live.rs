@@ -200,18 +200,33 @@ fn set_option<T>(
     interface: &str,
     step: &'static str,
 ) -> Result<(), PortError> {
+    write_option(fd, SOL_PACKET, name, value).map_err(|error| PortError {
+        interface: interface.to_string(),
+        step,
+        error,
+    })
+}
+
+/// Sets the socket option `name` of `level` to `value` (the option's C
+/// value or structure).
+pub(crate) fn write_option<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of the size passed.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            SOL_PACKET,
+            level,
             name,
             (value as *const T).cast(),
             std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc != 0 {
-        return os_error(interface, step);
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -235,17 +250,7 @@ pub(crate) fn read_option<T: Default>(
 /// buffer still works, only with less room for bursts.
 fn enlarge_buffer(fd: RawFd, forced: libc::c_int, plain: libc::c_int, bytes: i32) {
     for name in [forced, plain] {
-        // SAFETY: `bytes` is a live i32 of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                name,
-                (&bytes as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
+        if write_option(fd, libc::SOL_SOCKET, name, &bytes).is_ok() {
             return;
         }
     }

@@ -22,8 +22,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::live::{
-    add_promiscuous_membership, interface_index, packet_socket, read_option, FrameSource, Mapping,
-    PortError, RxFrame, RxKernelStats,
+    add_promiscuous_membership, interface_index, packet_socket, read_option, write_option,
+    FrameSource, Mapping, PortError, RxFrame, RxKernelStats,
 };
 
 const AF_XDP: libc::c_int = 44;
@@ -137,12 +137,14 @@ impl XdpRx {
             flags: 0,
             tx_metadata_len: 0,
         };
-        xdp_option(raw, XDP_UMEM_REG, &registration).map_err(|_| error("register UMEM"))?;
-        xdp_option(raw, XDP_UMEM_FILL_RING, &FRAMES).map_err(|_| error("size fill ring"))?;
+        write_option(raw, SOL_XDP, XDP_UMEM_REG, &registration)
+            .map_err(|_| error("register UMEM"))?;
+        write_option(raw, SOL_XDP, XDP_UMEM_FILL_RING, &FRAMES)
+            .map_err(|_| error("size fill ring"))?;
         // A completion ring must exist to bind, though nothing is sent here.
-        xdp_option(raw, XDP_UMEM_COMPLETION_RING, &64u32)
+        write_option(raw, SOL_XDP, XDP_UMEM_COMPLETION_RING, &64u32)
             .map_err(|_| error("size completion ring"))?;
-        xdp_option(raw, XDP_RX_RING, &FRAMES).map_err(|_| error("size receive ring"))?;
+        write_option(raw, SOL_XDP, XDP_RX_RING, &FRAMES).map_err(|_| error("size receive ring"))?;
         let offsets = read_option::<MmapOffsets>(raw, SOL_XDP, XDP_MMAP_OFFSETS)
             .ok_or_else(|| error("read ring offsets"))?;
         let rx = Ring::map(
@@ -444,23 +446,6 @@ fn bpf_fd<T>(command: libc::c_long, attributes: &T) -> io::Result<OwnedFd> {
     let fd = bpf_call(command, attributes)?;
     // SAFETY: these commands return a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn xdp_option<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_XDP,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Which end of a ring nsgd holds.

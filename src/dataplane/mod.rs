@@ -552,13 +552,7 @@ impl Dataplane {
                         now,
                         |entry, _| {
                             if flow_log {
-                                push_flow_event(
-                                    program,
-                                    events,
-                                    entry_event(entry, marks, Mark::Remove),
-                                    FlowState::End,
-                                    now,
-                                );
+                                push_flow_end(program, events, marks, entry, now);
                             }
                         },
                     )
@@ -671,13 +665,7 @@ impl Dataplane {
         let table = &mut shard_slot(&mut self.shards, self.shard_config, shard).table;
         table.expire_at_most(now, SWEEP_BUDGET, |entry| {
             if flow_log {
-                push_flow_event(
-                    program,
-                    events,
-                    entry_event(entry, marks, Mark::Remove),
-                    FlowState::End,
-                    entry_deadline(entry),
-                );
+                push_flow_end(program, events, marks, entry, entry_deadline(entry));
             }
         });
     }
@@ -786,6 +774,19 @@ fn entry_event(
 
 fn entry_deadline(entry: &crate::conntrack::FlowEntry) -> u64 {
     entry.last_seen
+}
+
+/// The `E` tuple of a flow that leaves the table at `at` (evicted or
+/// expired).
+fn push_flow_end(
+    program: &Program,
+    events: &mut Vec<FlowEvent>,
+    marks: &mut ahash::AHashMap<FlowKey, [u64; 4]>,
+    entry: &crate::conntrack::FlowEntry,
+    at: u64,
+) {
+    let snapshot = entry_event(entry, marks, Mark::Remove);
+    push_flow_event(program, events, snapshot, FlowState::End, at);
 }
 
 fn push_flow_event(

@@ -32,6 +32,8 @@
 # instead runs the middle's receive in threaded NAPI with GRO, pinned to
 # the appliance's CPU; see middle_gro. ENDS_NAPI=1 does the same for the
 # client's and server's ports, pinned to their CPU; see ends_napi.
+# VETH_NAPI=1 gives all four ports threaded NAPI without GRO (an XDP_PASS
+# program, built with llc); see veth_napi.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -51,6 +53,9 @@ NVA_RPS=${NVA_RPS:-1}
 ENDS_RPS=${ENDS_RPS:-1}
 NVA_GRO=${NVA_GRO:-0}
 ENDS_NAPI=${ENDS_NAPI:-0}
+VETH_NAPI=${VETH_NAPI:-0}
+XDP_PASS_SOURCE=scripts/xdp-pass.ll
+XDP_PASS_OBJECT=${TMPDIR:-/tmp}/$LAB-xdp-pass.o
 NFT_RULESET=scripts/lab-nft.nft
 
 NS_CLIENT=$LAB-client
@@ -182,16 +187,12 @@ links_up() {
 # back into frames (the kernel bridge does; so does nsgd).
 middle_gro() {
 	[ "$NVA_GRO" = 1 ] || return 0
-	local port pid
+	local port
 	for port in n0 n1; do
 		in_ns "$NS_NVA" ethtool -K "$port" gro on >/dev/null
 		in_ns "$NS_NVA" sh -c "echo 1 > /sys/class/net/$port/threaded"
 	done
-	# Kernel threads are named napi/DEVICE-ID; every lab pins its own the
-	# same way, so pinning them all is safe.
-	for pid in $(pgrep '^napi/n[01]-' || true); do
-		taskset -pc "$APPLIANCE_CPU" "$pid" >/dev/null
-	done
+	pin_napi_threads '^napi/n[01]-' "$APPLIANCE_CPU"
 }
 
 # ENDS_NAPI=1: the same for the client's and the server's ports (c0, s0),
@@ -201,13 +202,54 @@ middle_gro() {
 # backlog has just been emptied.
 ends_napi() {
 	[ "$ENDS_NAPI" = 1 ] || return 0
-	local pid
 	in_ns "$NS_CLIENT" ethtool -K c0 gro on >/dev/null
 	in_ns "$NS_CLIENT" sh -c "echo 1 > /sys/class/net/c0/threaded"
 	in_ns "$NS_SERVER" ethtool -K s0 gro on >/dev/null
 	in_ns "$NS_SERVER" sh -c "echo 1 > /sys/class/net/s0/threaded"
-	for pid in $(pgrep '^napi/[cs]0-' || true); do
-		taskset -pc "$ENDS_CPU" "$pid" >/dev/null
+	pin_napi_threads '^napi/[cs]0-' "$ENDS_CPU"
+}
+
+# VETH_NAPI=1: threaded NAPI on every port, with offloads left off. A veth
+# receives in NAPI only with GRO on or an XDP program attached; an XDP
+# program that passes every frame gives NAPI without merging, so every hop
+# carries the frames as sent, as on a NIC whose driver polls its ring.
+# The ends' threads run on their CPU, the middle's on the appliance's.
+# `nsgd run --rx xdp` brings its own program to n0 and n1 (a second one
+# would be refused), so there the middle's threads are set up once nsgd
+# has attached: see veth_napi_middle.
+veth_napi() {
+	[ "$VETH_NAPI" = 1 ] || return 0
+	need llc
+	[ "$NVA_GRO$ENDS_NAPI" = 00 ] || die "VETH_NAPI=1 replaces NVA_GRO and ENDS_NAPI: set one of them"
+	llc -march=bpf -filetype=obj "$XDP_PASS_SOURCE" -o "$XDP_PASS_OBJECT"
+	in_ns "$NS_CLIENT" ip link set dev c0 xdpdrv obj "$XDP_PASS_OBJECT" sec xdp
+	in_ns "$NS_SERVER" ip link set dev s0 xdpdrv obj "$XDP_PASS_OBJECT" sec xdp
+	in_ns "$NS_CLIENT" sh -c "echo 1 > /sys/class/net/c0/threaded"
+	in_ns "$NS_SERVER" sh -c "echo 1 > /sys/class/net/s0/threaded"
+	pin_napi_threads '^napi/[cs]0-' "$ENDS_CPU"
+	if [ "$1" != nsgd ] || ! nsgd_attaches_xdp; then
+		in_ns "$NS_NVA" ip link set dev n0 xdpdrv obj "$XDP_PASS_OBJECT" sec xdp
+		in_ns "$NS_NVA" ip link set dev n1 xdpdrv obj "$XDP_PASS_OBJECT" sec xdp
+		veth_napi_middle
+	fi
+}
+
+veth_napi_middle() {
+	[ "$VETH_NAPI" = 1 ] || return 0
+	in_ns "$NS_NVA" sh -c "echo 1 > /sys/class/net/n0/threaded; echo 1 > /sys/class/net/n1/threaded"
+	pin_napi_threads '^napi/n[01]-' "$APPLIANCE_CPU"
+}
+
+nsgd_attaches_xdp() {
+	[[ " ${NSGD_ARGS:-} " =~ [[:space:]]--rx(=|[[:space:]]+)xdp[[:space:]] ]]
+}
+
+# Kernel threads are named napi/DEVICE-ID; every lab pins its own the same
+# way, so pinning them all is safe.
+pin_napi_threads() {
+	local pattern=$1 cpu=$2 pid
+	for pid in $(pgrep "$pattern" || true); do
+		taskset -pc "$cpu" "$pid" >/dev/null
 	done
 }
 
@@ -231,13 +273,13 @@ make_bridge() {
 # ends' core, as a real NIC's interrupt on the ends' machine would.
 steer_rps() {
 	local mask port
-	if [ "$NVA_RPS" = 1 ] && [ "$NVA_GRO" != 1 ]; then
+	if [ "$NVA_RPS" = 1 ] && [ "$NVA_GRO" != 1 ] && [ "$VETH_NAPI" != 1 ]; then
 		mask=$(printf '%x' $((1 << APPLIANCE_CPU)))
 		for port in n0 n1; do
 			in_ns "$NS_NVA" sh -c "echo $mask > /sys/class/net/$port/queues/rx-0/rps_cpus"
 		done
 	fi
-	if [ "$ENDS_RPS" = 1 ] && [ "$ENDS_NAPI" != 1 ]; then
+	if [ "$ENDS_RPS" = 1 ] && [ "$ENDS_NAPI" != 1 ] && [ "$VETH_NAPI" != 1 ]; then
 		mask=$(printf '%x' $((1 << ENDS_CPU)))
 		in_ns "$NS_CLIENT" sh -c "echo $mask > /sys/class/net/c0/queues/rx-0/rps_cpus"
 		in_ns "$NS_SERVER" sh -c "echo $mask > /sys/class/net/s0/queues/rx-0/rps_cpus"
@@ -300,8 +342,10 @@ lab_up() {
 	links_up
 	middle_gro
 	ends_napi
+	veth_napi "$mode"
 	if [ "$start" = --start ]; then
 		start_nsgd
+		if nsgd_attaches_xdp; then veth_napi_middle; fi
 	fi
 	log "up ($mode): $NS_CLIENT -- $NS_NVA -- $NS_SERVER"
 }
@@ -528,8 +572,11 @@ lab_bench() {
 	if [ "$ENDS_NAPI" = 1 ]; then
 		where="$where; the ends' receive (with GRO) runs in threaded NAPI pinned to CPU $ENDS_CPU"
 	fi
+	if [ "$VETH_NAPI" = 1 ]; then
+		where="every port receives in threaded NAPI without GRO (XDP_PASS), the middle's pinned to CPU $APPLIANCE_CPU and the ends' to CPU $ENDS_CPU"
+	fi
 	echo "Single run per cell, ${BENCH_SECONDS}s each; client and server on CPU $ENDS_CPU," \
-		"nsgd pinned to CPU $APPLIANCE_CPU; $where (NVA_GRO=$NVA_GRO, NVA_RPS=$NVA_RPS, ENDS_RPS=$ENDS_RPS, ENDS_NAPI=$ENDS_NAPI)."
+		"nsgd pinned to CPU $APPLIANCE_CPU; $where (NVA_GRO=$NVA_GRO, NVA_RPS=$NVA_RPS, ENDS_RPS=$ENDS_RPS, ENDS_NAPI=$ENDS_NAPI, VETH_NAPI=$VETH_NAPI)."
 	echo
 	echo "| path | TCP Gbit/s | 64-B UDP kpps received (sent) | new TCP conn/s | appliance CPU |"
 	echo "| --- | --- | --- | --- | --- |"

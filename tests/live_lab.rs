@@ -33,27 +33,37 @@ fn have(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Why this machine cannot run the lab, if it cannot.
-fn missing_prerequisite() -> Option<String> {
+/// Why this machine cannot run the lab, if it cannot; `more` names the
+/// programs a test needs beyond the lab's own.
+fn missing_prerequisite(more: &[&str]) -> Option<String> {
     let uid = Command::new("id").arg("-u").output().ok()?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("not root (network namespaces and AF_PACKET need it)".into());
     }
-    for program in ["ip", "ethtool", "curl", "ping", "python3"] {
-        if !have(program) {
-            return Some(format!("{program} is not installed"));
-        }
-    }
-    None
+    let lab = ["ip", "ethtool", "curl", "ping", "python3"];
+    lab.iter()
+        .chain(more)
+        .find(|program| !have(program))
+        .map(|program| format!("{program} is not installed"))
 }
 
-macro_rules! lab_or_skip {
-    () => {{
+/// The lab lock, or a skip with its reason where the lab cannot run; the
+/// arguments name more programs the test needs.
+macro_rules! serial_or_skip {
+    ($($program:expr),*) => {{
         let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(why) = missing_prerequisite() {
+        if let Some(why) = missing_prerequisite(&[$($program),*]) {
             eprintln!("skipping live lab test: {why}");
             return;
         }
+        guard
+    }};
+}
+
+/// The lock and a fresh lab, or a skip.
+macro_rules! lab_or_skip {
+    ($($program:expr),*) => {{
+        let guard = serial_or_skip!($($program),*);
         (guard, Lab::new())
     }};
 }
@@ -148,12 +158,18 @@ impl Lab {
     /// A lab built by `scripts/lab.sh up MODE` (same names, same
     /// topology), so the script is tested too.
     fn from_script(mode: &str) -> Lab {
+        Lab::from_script_with(mode, &[])
+    }
+
+    /// The same, with more of the script's knobs (`("VETH_NAPI", "1")`).
+    fn from_script_with(mode: &str, knobs: &[(&str, &str)]) -> Lab {
         let lab = Lab::named();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
         let out = Command::new("bash")
             .arg(&script)
             .args(["up", mode])
             .env("LAB", &lab.prefix)
+            .envs(knobs.iter().copied())
             .output()
             .unwrap();
         assert!(
@@ -1036,11 +1052,7 @@ fn as_nobody_with(caps: &str) -> Vec<String> {
 
 #[test]
 fn runs_unprivileged_with_only_cap_net_raw() {
-    let (_serial, mut lab) = lab_or_skip!();
-    if !have("setpriv") {
-        eprintln!("skipping: setpriv (util-linux) is not installed");
-        return;
-    }
+    let (_serial, mut lab) = lab_or_skip!("setpriv");
     // User nobody, no groups, and of all capabilities only CAP_NET_RAW.
     let wrapper = as_nobody_with("+net_raw");
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
@@ -1055,11 +1067,7 @@ fn runs_unprivileged_with_only_cap_net_raw() {
 
 #[test]
 fn xdp_receive_runs_unprivileged_with_the_capabilities_it_names() {
-    let (_serial, mut lab) = lab_or_skip!();
-    if !have("setpriv") {
-        eprintln!("skipping: setpriv (util-linux) is not installed");
-        return;
-    }
+    let (_serial, mut lab) = lab_or_skip!("setpriv");
     // Without CAP_BPF the XDP program cannot be loaded: nsgd says so.
     let policy_path = policy().display().to_string();
     let mut refused: Vec<String> = as_nobody_with("+net_raw,+net_admin,+ipc_lock");
@@ -1096,11 +1104,7 @@ fn xdp_receive_runs_unprivileged_with_the_capabilities_it_names() {
 
 #[test]
 fn without_capabilities_it_fails_and_says_which_are_needed() {
-    let (_serial, lab) = lab_or_skip!();
-    if !have("setpriv") {
-        eprintln!("skipping: setpriv (util-linux) is not installed");
-        return;
-    }
+    let (_serial, lab) = lab_or_skip!("setpriv");
     let policy = policy().display().to_string();
     let out = lab
         .exec(
@@ -1364,17 +1368,7 @@ fn probe_outcomes(lab: &mut Lab) -> Vec<(String, bool)> {
 
 #[test]
 fn nsgd_and_the_nftables_reference_agree_on_every_probe() {
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipping live lab test: {why}");
-        return;
-    }
-    for tool in ["nft", "taskset"] {
-        if !have(tool) {
-            eprintln!("skipping: {tool} is not installed");
-            return;
-        }
-    }
+    let guard = serial_or_skip!("nft", "taskset");
     let expected: Vec<bool> = vec![true, false, true, false, true, false, true, false];
 
     let mut lab = Lab::from_script("nsgd");
@@ -1404,6 +1398,52 @@ fn nsgd_and_the_nftables_reference_agree_on_every_probe() {
         through_bridge.iter().all(|p| p.1),
         "plain bridge: {through_bridge:?}"
     );
+}
+
+/// `VETH_NAPI=1`, the lab where every port receives in threaded NAPI with
+/// offloads off: each port carries the XDP program that gives it NAPI, GRO
+/// stays off, and nsgd (receiving through AF_PACKET behind that program)
+/// still bridges by the policy and delivers a file intact.
+#[test]
+fn every_port_in_threaded_napi_without_gro_still_bridges_by_the_policy() {
+    // llc: Debian package llvm.
+    let guard = serial_or_skip!("llc", "taskset");
+    let mut lab = Lab::from_script_with("nsgd", &[("VETH_NAPI", "1")]);
+    for (role, port) in [
+        ("client", "c0"),
+        ("nva", "n0"),
+        ("nva", "n1"),
+        ("server", "s0"),
+    ] {
+        let link = run(&["ip", "-n", &lab.ns(role), "-d", "link", "show", port]);
+        let link = String::from_utf8_lossy(&link.stdout);
+        assert!(link.contains("prog/xdp"), "{port}: no XDP program: {link}");
+        let threaded = format!("/sys/class/net/{port}/threaded");
+        let threaded = lab.exec(role, &["cat", &threaded]).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&threaded.stdout).trim(),
+            "1",
+            "{port}"
+        );
+        let features = lab.exec(role, &["ethtool", "-k", port]).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&features.stdout).contains("generic-receive-offload: off"),
+            "{port}: GRO must stay off"
+        );
+    }
+    let data = write_file(&lab, "file.bin", 8_000_000);
+    lab.http_server(8080);
+    lab.http_server(8081);
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+    lab.expect_curl_intact("file.bin", &data, "every port in NAPI");
+    let denied = lab.curl(8081, "file.bin", &["--connect-timeout", "2"]);
+    assert!(!denied.status.success(), "port 8081 must not connect");
+    let report = nsgd.stop();
+    drop(lab);
+    drop(guard);
+    assert_eq!(hits(&report, "servers-nsg", "Allow-Web"), 1, "{report:#}");
+    assert!(hits(&report, "servers-nsg", "Deny-Rest") >= 1, "{report:#}");
+    assert_every_frame_accounted(&report, "every port in NAPI");
 }
 
 #[test]

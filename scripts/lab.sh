@@ -131,6 +131,9 @@ lab_down() {
 	remove_ns "$NS_CLIENT"
 	remove_ns "$NS_NVA"
 	remove_ns "$NS_SERVER"
+	# The XDP_PASS programs went with the veths; the object file stays no
+	# longer than the lab.
+	rm -f "$XDP_PASS_OBJECT"
 }
 
 # ---------------------------------------------------------------- up

@@ -169,6 +169,8 @@ impl Lab {
             .arg(&script)
             .args(["up", mode])
             .env("LAB", &lab.prefix)
+            // Whatever the script leaves in a temporary folder goes with the lab's.
+            .env("TMPDIR", &lab.dir)
             .envs(knobs.iter().copied())
             .output()
             .unwrap();

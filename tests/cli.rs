@@ -143,6 +143,37 @@ fn verify_explain_says_which_field_failed() {
     assert_eq!(vnet_rule["failed"], serde_json::json!(["source"]));
 }
 
+/// With no NSG on the way, `verify` says whether the ends are outside the
+/// estate or in it with no NSG (a level without an NSG allows).
+#[test]
+fn verify_says_why_no_nsg_applies() {
+    let dir = std::env::temp_dir().join(format!("nsgd-cli-nonsg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("open.yaml");
+    std::fs::write(
+        &policy,
+        "vnets:\n  - name: a\n    addressSpace: [10.0.0.0/16]\n    subnets:\n      - name: s\n        addressPrefix: 10.0.1.0/24\nnics:\n  - name: x\n    subnet: a/s\n    ipAddresses: [10.0.1.4]\n",
+    )
+    .unwrap();
+    let verify = |flow: &str| {
+        let output = nsgd(&["verify", policy.to_str().unwrap(), "--flow", flow]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let into_estate = verify("tcp 198.51.100.1:1000 -> 10.0.1.4:22");
+    assert!(into_estate.contains(": Allow"), "{into_estate}");
+    assert!(
+        into_estate.contains("no NSG on either end's NIC or subnet"),
+        "{into_estate}"
+    );
+    let outside = verify("tcp 198.51.100.1:1000 -> 198.51.100.2:22");
+    assert!(
+        outside.contains("neither end is in a subnet of the estate"),
+        "{outside}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn verify_reports_unmet_expectations_and_bad_lines() {
     let dir = std::env::temp_dir().join(format!("nsgd-cli-{}", std::process::id()));
@@ -174,8 +205,12 @@ fn verify_reports_unmet_expectations_and_bad_lines() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `effective --json` keeps Azure's shape (nsg-semantics.md §9.3): one entry
+/// per associated NSG with the rules of both directions, `tagMap` a string
+/// holding a JSON map, port items one range each as written, tags and ASGs
+/// expanded to the prefixes they list.
 #[test]
-fn effective_json_expands_tags_and_asgs_in_evaluation_order() {
+fn effective_json_has_one_entry_per_nsg_in_azures_shape() {
     let output = nsgd(&[
         "effective",
         "configs/hub-spoke.yaml",
@@ -186,40 +221,61 @@ fn effective_json_expands_tags_and_asgs_in_evaluation_order() {
     assert!(output.status.success(), "{}", stderr(&output));
     let view: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let groups = view["effectiveNetworkSecurityGroups"].as_array().unwrap();
-    let order: Vec<(String, String, String)> = groups
+    let order: Vec<(&str, &str)> = groups
         .iter()
         .map(|g| {
             (
-                g["direction"].as_str().unwrap().to_string(),
-                g["association"].as_str().unwrap().to_string(),
-                g["networkSecurityGroup"]["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
+                g["association"].as_str().unwrap(),
+                g["networkSecurityGroup"]["id"].as_str().unwrap(),
             )
         })
         .collect();
-    let expected: Vec<(String, String, String)> = [
-        ("Inbound", "subnet", "app-nsg"),
-        ("Inbound", "networkInterface", "db-1-nsg"),
-        ("Outbound", "networkInterface", "db-1-nsg"),
-        ("Outbound", "subnet", "app-nsg"),
-    ]
-    .iter()
-    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-    .collect();
-    assert_eq!(order, expected);
+    assert_eq!(
+        order,
+        [("subnet", "app-nsg"), ("networkInterface", "db-1-nsg")]
+    );
     let rules = groups[0]["effectiveSecurityRules"].as_array().unwrap();
+    let directions: Vec<&str> = rules
+        .iter()
+        .map(|r| r["direction"].as_str().unwrap())
+        .collect();
+    let inbound = directions.iter().filter(|d| **d == "Inbound").count();
+    assert!(inbound > 0 && inbound < directions.len(), "{directions:?}");
+    assert!(
+        directions[..inbound].iter().all(|d| *d == "Inbound"),
+        "inbound rules first: {directions:?}"
+    );
+    let priorities = |direction: &str| -> Vec<u64> {
+        rules
+            .iter()
+            .filter(|r| r["direction"] == direction)
+            .map(|r| r["priority"].as_u64().unwrap())
+            .collect()
+    };
+    for direction in ["Inbound", "Outbound"] {
+        let mut sorted = priorities(direction);
+        sorted.sort_unstable();
+        assert_eq!(priorities(direction), sorted, "{direction} by priority");
+    }
+
+    // The address spaces one by one (its own VNet's first, then the peer's),
+    // not their union.
     let vnet = rules
         .iter()
         .find(|r| r["name"] == "defaultSecurityRules/AllowVnetInBound")
         .unwrap();
-    assert_eq!(
-        vnet["expandedSourceAddressPrefix"],
-        serde_json::json!(["10.0.0.0/15", "168.63.129.16/32"])
-    );
+    let virtual_network = serde_json::json!(["10.1.0.0/16", "10.0.0.0/16", "168.63.129.16/32"]);
+    assert_eq!(vnet["expandedSourceAddressPrefix"], virtual_network);
     assert_eq!(vnet["protocol"], "All");
     assert_eq!(vnet["destinationPortRange"], "0-65535");
+    let tag_map: serde_json::Value =
+        serde_json::from_str(groups[0]["tagMap"].as_str().expect("tagMap is a string")).unwrap();
+    assert_eq!(tag_map["VirtualNetwork"], virtual_network);
+    assert_eq!(
+        tag_map["AzureLoadBalancer"],
+        serde_json::json!(["168.63.129.16/32"])
+    );
+
     let web = rules
         .iter()
         .find(|r| r["name"] == "securityRules/Allow-HTTP-Inbound-Internet")
@@ -227,9 +283,42 @@ fn effective_json_expands_tags_and_asgs_in_evaluation_order() {
     assert_eq!(web["appliesToNic"], false, "db-1 is not in AsgWeb");
     assert_eq!(
         web["expandedDestinationAddressPrefix"],
-        serde_json::json!(["10.1.1.4/31"])
+        serde_json::json!(["10.1.1.4/32", "10.1.1.5/32"]),
+        "ASG members one by one"
     );
     assert_eq!(web["destinationPortRanges"], serde_json::json!(["80-80"]));
+    // A plain prefix stands for itself.
+    let ssh = rules
+        .iter()
+        .find(|r| r["name"] == "securityRules/Allow-SSH-From-Jump")
+        .unwrap();
+    assert_eq!(ssh["expandedSourceAddressPrefix"], serde_json::Value::Null);
+
+    // Port items as written, in their order, each as a range.
+    let output = nsgd(&[
+        "effective",
+        "configs/dual-stack.yaml",
+        "--nic",
+        "fe-1",
+        "--direction",
+        "inbound",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let view: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let rules = view["effectiveNetworkSecurityGroups"][0]["effectiveSecurityRules"]
+        .as_array()
+        .unwrap();
+    assert!(rules.iter().all(|r| r["direction"] == "Inbound"));
+    let https = rules
+        .iter()
+        .find(|r| r["name"] == "securityRules/Allow-HTTPS-Internet")
+        .unwrap();
+    assert_eq!(
+        https["destinationPortRanges"],
+        serde_json::json!(["443-443", "80-80"])
+    );
+    assert_eq!(https["destinationPortRange"], "443-443");
 }
 
 #[test]

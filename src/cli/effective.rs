@@ -159,14 +159,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             view.nic
         );
     }
-    for group in &view.effective_network_security_groups {
-        println!(
-            "{} {}: NSG {} ({}), evaluated in this order",
-            view.nic, group.direction, group.network_security_group.id, group.association
-        );
-        let rows: Vec<[String; 9]> = group.effective_security_rules.iter().map(row).collect();
-        print_table(&rows);
-        println!();
+    let directions = match direction {
+        Some(direction) => vec![direction],
+        None => vec![Direction::Inbound, Direction::Outbound],
+    };
+    for direction in directions {
+        for group in view.in_evaluation_order(direction) {
+            println!(
+                "{} {direction}: NSG {} ({}), evaluated in this order",
+                view.nic, group.network_security_group.id, group.association
+            );
+            let rows: Vec<[String; 9]> = group.rules(direction).map(row).collect();
+            print_table(&rows);
+            println!();
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

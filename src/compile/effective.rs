@@ -1,17 +1,19 @@
 //! A NIC's effective security rules, in the shape of Azure's
 //! `az network nic list-effective-nsg` (nsg-semantics.md §9.3): one entry per
-//! NSG in evaluation order, each rule normalised (ports as ranges, `*` as
-//! `0.0.0.0/0`, `Any` as `All`) with tags and ASGs expanded to prefixes.
+//! associated NSG (subnet first, as inbound evaluates), its rules normalised
+//! (each port item as a range, `*` as `0.0.0.0/0`, `Any` as `All`) with tags
+//! and ASGs expanded to the prefixes they list, and `tagMap` a string
+//! holding the JSON map of tag to prefixes, as Azure returns it.
 
 use std::collections::BTreeMap;
 
+use ipnet::IpNet;
 use serde::Serialize;
 
-use super::address_set::AddressSet;
-use super::classifier::NO_PORT;
 use super::program::{Level, Program};
-use super::resolved::{PortSet, ResolvedRule};
-use crate::policy::{AddressMatch, Direction, Protocol};
+use super::resolved::ResolvedRule;
+use super::tags::TagResolver;
+use crate::policy::{AddressMatch, Direction, PortMatch, Protocol};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,10 +28,33 @@ pub struct EffectiveNsg {
     pub network_security_group: NsgReference,
     /// `subnet` or `networkInterface`, as Azure names the association.
     pub association: &'static str,
-    pub direction: Direction,
+    /// Inbound rules by priority, then outbound (each carries its direction).
     pub effective_security_rules: Vec<EffectiveRule>,
-    /// Tag → the prefixes it stands for at this NIC.
-    pub tag_map: BTreeMap<String, Vec<String>>,
+    /// A JSON object as a string, as Azure returns it: tag → the prefixes it
+    /// stands for at this NIC, for every tag the rules name.
+    pub tag_map: String,
+}
+
+impl EffectiveNsg {
+    /// The entry's rules of one direction, by priority.
+    pub fn rules(&self, direction: Direction) -> impl Iterator<Item = &EffectiveRule> {
+        self.effective_security_rules
+            .iter()
+            .filter(move |rule| rule.direction == direction)
+    }
+}
+
+impl EffectiveView {
+    /// The entries in the order `direction` evaluates them (inbound: subnet
+    /// then NIC; outbound: NIC then subnet).
+    pub fn in_evaluation_order(&self, direction: Direction) -> Vec<&EffectiveNsg> {
+        let mut entries: Vec<&EffectiveNsg> =
+            self.effective_network_security_groups.iter().collect();
+        if direction == Direction::Outbound {
+            entries.reverse();
+        }
+        entries
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,11 +97,12 @@ fn protocol_name(protocol: Protocol) -> &'static str {
     }
 }
 
-fn port_strings(ports: &PortSet) -> Vec<String> {
-    ports
-        .iter()
-        .map(|&(lo, hi)| format!("{}-{}", lo, hi.min(NO_PORT - 1)))
-        .collect()
+/// Each port item as written, as a range (`80` → `80-80`, `*` → `0-65535`).
+fn port_strings(ports: &PortMatch) -> Vec<String> {
+    match ports {
+        PortMatch::Any => vec!["0-65535".to_string()],
+        PortMatch::Ranges(ranges) => ranges.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect(),
+    }
 }
 
 struct SideView {
@@ -86,52 +112,57 @@ struct SideView {
     expanded: Option<Vec<String>>,
 }
 
-fn side_view(written: &AddressMatch, resolved: &AddressSet) -> SideView {
-    let expanded = || {
-        Some(
-            resolved
-                .to_prefixes()
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-        )
-    };
+fn prefix_strings(prefixes: &[IpNet]) -> Vec<String> {
+    prefixes.iter().map(IpNet::to_string).collect()
+}
+
+fn side_view(written: &AddressMatch, listing: Option<Vec<IpNet>>) -> SideView {
+    let expanded = listing.as_deref().map(prefix_strings);
     match written {
         AddressMatch::Any => SideView {
             single: "0.0.0.0/0".to_string(),
             list: vec!["0.0.0.0/0".to_string()],
             asgs: Vec::new(),
-            expanded: None,
+            expanded,
         },
         AddressMatch::Tag(tag) => SideView {
             single: tag.clone(),
             list: vec![tag.clone()],
             asgs: Vec::new(),
-            expanded: expanded(),
+            expanded,
         },
         AddressMatch::Prefixes(prefixes) => {
-            let list: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+            let list = prefix_strings(prefixes);
             SideView {
                 single: list.first().cloned().unwrap_or_default(),
                 list,
                 asgs: Vec::new(),
-                expanded: None,
+                expanded,
             }
         }
         AddressMatch::ApplicationSecurityGroups(names) => SideView {
             single: String::new(),
             list: Vec::new(),
             asgs: names.clone(),
-            expanded: expanded(),
+            expanded,
         },
     }
 }
 
-fn effective_rule(rule: &ResolvedRule, applies_to_nic: bool) -> EffectiveRule {
-    let source = side_view(&rule.written.source, &rule.source);
-    let destination = side_view(&rule.written.destination, &rule.destination);
-    let source_ports = port_strings(&rule.source_ports);
-    let destination_ports = port_strings(&rule.destination_ports);
+fn effective_rule(
+    rule: &ResolvedRule,
+    tags: &TagResolver,
+    vnet: usize,
+    applies_to_nic: bool,
+) -> EffectiveRule {
+    let written = &rule.written;
+    let source = side_view(&written.source, tags.listing(vnet, &written.source));
+    let destination = side_view(
+        &written.destination,
+        tags.listing(vnet, &written.destination),
+    );
+    let source_ports = port_strings(&written.source_ports);
+    let destination_ports = port_strings(&written.destination_ports);
     EffectiveRule {
         name: rule.arm_name(),
         protocol: protocol_name(rule.protocol),
@@ -161,8 +192,9 @@ pub enum EffectiveError {
     UnknownNic(String, String),
 }
 
-/// The effective rules of a NIC: inbound chain (subnet NSG, NIC NSG) then
-/// outbound chain (NIC NSG, subnet NSG), or only the direction asked for.
+/// The effective rules of a NIC: one entry per associated NSG (the subnet's,
+/// then the NIC's), with the rules of both directions or only the one asked
+/// for.
 pub fn effective_rules(
     program: &Program,
     nic_name: &str,
@@ -180,54 +212,54 @@ pub fn effective_rules(
     let nic = policy
         .nic(nic_name)
         .expect("nic_endpoint found it, so the NIC exists");
+    let tags = program.resolver();
     let directions: Vec<Direction> = match direction {
         Some(d) => vec![d],
         None => vec![Direction::Inbound, Direction::Outbound],
     };
     let mut groups = Vec::new();
-    for direction in directions {
-        for step in endpoint.chain(direction) {
-            let table = &program.tables()[step.table as usize];
-            let mut tag_map = BTreeMap::new();
-            let rules = table
-                .rules
+    // Both chains hold the same associations; the inbound one is in
+    // subnet-then-NIC order.
+    for association in endpoint.chain(Direction::Inbound) {
+        let mut tag_map = BTreeMap::new();
+        let mut rules = Vec::new();
+        for &direction in &directions {
+            let Some(step) = endpoint
+                .chain(direction)
                 .iter()
-                .map(|rule| {
-                    for (written, resolved) in [
-                        (&rule.written.source, &rule.source),
-                        (&rule.written.destination, &rule.destination),
-                    ] {
-                        if let AddressMatch::Tag(tag) = written {
-                            tag_map.entry(tag.clone()).or_insert_with(|| {
-                                resolved
-                                    .to_prefixes()
-                                    .iter()
-                                    .map(|p| p.to_string())
-                                    .collect()
-                            });
-                        }
+                .find(|step| step.level == association.level)
+            else {
+                continue;
+            };
+            let table = &program.tables()[step.table as usize];
+            for rule in &table.rules {
+                for side in [&rule.written.source, &rule.written.destination] {
+                    if let AddressMatch::Tag(tag) = side {
+                        tag_map.entry(tag.clone()).or_insert_with(|| {
+                            prefix_strings(&tags.listing(endpoint.vnet, side).unwrap_or_default())
+                        });
                     }
-                    let applies = rule.local_asgs().is_none_or(|asgs| {
-                        nic.application_security_groups
-                            .iter()
-                            .any(|a| asgs.contains(a))
-                    });
-                    effective_rule(rule, applies)
-                })
-                .collect();
-            groups.push(EffectiveNsg {
-                network_security_group: NsgReference {
-                    id: program.nsg_name(step.nsg).to_string(),
-                },
-                association: match step.level {
-                    Level::Subnet => "subnet",
-                    Level::Nic => "networkInterface",
-                },
-                direction,
-                effective_security_rules: rules,
-                tag_map,
-            });
+                }
+                let applies = rule.local_asgs().is_none_or(|asgs| {
+                    nic.application_security_groups
+                        .iter()
+                        .any(|a| asgs.contains(a))
+                });
+                rules.push(effective_rule(rule, tags, endpoint.vnet, applies));
+            }
         }
+        groups.push(EffectiveNsg {
+            network_security_group: NsgReference {
+                id: program.nsg_name(association.nsg).to_string(),
+            },
+            association: match association.level {
+                Level::Subnet => "subnet",
+                Level::Nic => "networkInterface",
+            },
+            effective_security_rules: rules,
+            tag_map: serde_json::to_string(&tag_map)
+                .expect("a map of strings to string lists always serialises"),
+        });
     }
     Ok(EffectiveView {
         nic: nic_name.to_string(),

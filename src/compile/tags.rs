@@ -2,6 +2,7 @@
 //! for a NIC of a given VNet (policy-format.md "Service tags").
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -28,6 +29,15 @@ pub const INTERNET_V6: &str = "2000::/3";
 /// The Azure host virtual IP: `AzureLoadBalancer`, and part of `VirtualNetwork`.
 pub const AZURE_HOST_IP: &str = "168.63.129.16/32";
 
+/// `items` in their order, each kept at its first place only.
+fn without_repeats<T: Eq + std::hash::Hash + Copy>(items: Vec<T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|item| seen.insert(*item))
+        .collect()
+}
+
 fn parse_all(prefixes: &[&str]) -> Vec<IpNet> {
     prefixes
         .iter()
@@ -49,6 +59,17 @@ pub struct TagResolver {
     per_vnet: Vec<VnetTags>,
     user_tags: HashMap<String, AddressSet>,
     asg_members: HashMap<String, AddressSet>,
+    /// What the sets above are made of, as the policy lists them, for views
+    /// (Azure's effective rules list address spaces, not their union).
+    listings: Listings,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Listings {
+    /// Per VNet: its address spaces, its peers', the host IP, the extras.
+    virtual_network: Vec<Vec<IpNet>>,
+    user_tags: HashMap<String, Vec<IpNet>>,
+    asg_members: HashMap<String, Vec<IpAddr>>,
 }
 
 impl TagResolver {
@@ -69,6 +90,10 @@ impl TagResolver {
         );
         let public = public_v4.union(&AddressSet::from_prefixes(&parse_all(&[INTERNET_V6])));
 
+        let mut listings = Listings {
+            user_tags: policy.service_tags.clone().into_iter().collect(),
+            ..Listings::default()
+        };
         let per_vnet = policy
             .vnets
             .iter()
@@ -84,6 +109,12 @@ impl TagResolver {
                 let virtual_network = AddressSet::from_prefixes(&prefixes)
                     .union(&host)
                     .union(&vnet_extras);
+                let mut listed = prefixes;
+                listed.extend(parse_all(&[AZURE_HOST_IP]));
+                if let Some(extras) = listings.user_tags.get("VirtualNetwork") {
+                    listed.extend(extras.iter().copied());
+                }
+                listings.virtual_network.push(without_repeats(listed));
                 let internet = match user_tags.get("Internet") {
                     Some(set) => set.clone(),
                     None => public.difference(&virtual_network),
@@ -109,14 +140,50 @@ impl TagResolver {
             }
         }
         let asg_members = members
+            .iter()
+            .map(|(name, ips)| (name.clone(), AddressSet::from_addresses(ips)))
+            .collect();
+        listings.asg_members = members
             .into_iter()
-            .map(|(name, ips)| (name, AddressSet::from_addresses(&ips)))
+            .map(|(name, ips)| (name, without_repeats(ips)))
             .collect();
 
         TagResolver {
             per_vnet,
             user_tags,
             asg_members,
+            listings,
+        }
+    }
+
+    /// The prefixes a tag or ASG condition stands for at NICs of `vnet`, as
+    /// the policy lists them: address spaces one by one, ASG members as
+    /// host prefixes. `Internet` is a complement and is listed as the
+    /// fewest prefixes covering it. `None` for `*` and plain prefixes,
+    /// which stand for themselves.
+    pub fn listing(&self, vnet: usize, condition: &AddressMatch) -> Option<Vec<IpNet>> {
+        match condition {
+            AddressMatch::Any | AddressMatch::Prefixes(_) => None,
+            AddressMatch::Tag(name) => {
+                Some(match (name.as_str(), self.listings.user_tags.get(name)) {
+                    ("VirtualNetwork", _) => self.listings.virtual_network[vnet].clone(),
+                    (_, Some(listed)) => listed.clone(),
+                    ("AzureLoadBalancer", None) => parse_all(&[AZURE_HOST_IP]),
+                    (_, None) => self
+                        .tag(vnet, name)
+                        .map(AddressSet::to_prefixes)
+                        .unwrap_or_default(),
+                })
+            }
+            AddressMatch::ApplicationSecurityGroups(names) => {
+                let members = names
+                    .iter()
+                    .filter_map(|name| self.listings.asg_members.get(name))
+                    .flatten()
+                    .map(|&address| IpNet::from(address))
+                    .collect();
+                Some(without_repeats(members))
+            }
         }
     }
 

@@ -786,6 +786,20 @@ fn portless_protocols_need_star_ports() {
             None,
         );
     }
+    // `*` itself (policy-format.md), not ranges that cover every port.
+    for ranges in ["'0-65535'", "['0-100', '101-65535']"] {
+        let field = if ranges.starts_with('[') {
+            "destinationPortRanges"
+        } else {
+            "destinationPortRange"
+        };
+        let text = policy_with_rule(&[
+            ("protocol", Some("Icmp")),
+            ("destinationPortRange", None),
+            (field, Some(ranges)),
+        ]);
+        assert_one(&text, &rp(field), "the port range must be `*`", None);
+    }
     let text = policy_with_rule(&[
         ("protocol", Some("Icmp")),
         ("destinationPortRange", Some("'*'")),

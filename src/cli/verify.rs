@@ -111,10 +111,15 @@ fn write_human(
 ) -> std::io::Result<()> {
     writeln!(out, "{flow}: {}", verdict.decision)?;
     if verdict.evaluations.is_empty() {
-        writeln!(
-            out,
-            "  no NSG applies: neither end is in a subnet of the estate"
-        )?;
+        let in_estate = [flow.source(), flow.destination()]
+            .into_iter()
+            .any(|address| program.endpoint_of(address).is_some());
+        let why = if in_estate {
+            "no NSG on either end's NIC or subnet (a level without an NSG allows)"
+        } else {
+            "neither end is in a subnet of the estate"
+        };
+        writeln!(out, "  no NSG applies: {why}")?;
     }
     let view = json_verdict(program, flow, verdict, explain);
     for e in &view.evaluations {

@@ -1012,7 +1012,9 @@ impl Cx<'_> {
         if let Some(protocol) = protocol {
             if !protocol.has_ports() {
                 for (ports, loc) in [&source.ports, &destination.ports].into_iter().flatten() {
-                    if !ports.covers_all() {
+                    // policy-format.md: `*` itself, not a range that
+                    // happens to cover every port.
+                    if *ports != PortMatch::Any {
                         self.error(
                             &loc.path,
                             loc.position,

@@ -321,6 +321,48 @@ fn effective_json_has_one_entry_per_nsg_in_azures_shape() {
     assert_eq!(https["destinationPortRange"], "443-443");
 }
 
+/// `check --json` on an invalid policy still prints one JSON object: not
+/// valid, every error with its file, path, line, column and message.
+#[test]
+fn check_json_reports_every_error_of_an_invalid_policy() {
+    let dir = std::env::temp_dir().join(format!("nsgd-cli-invalid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("bad.yaml");
+    let text = std::fs::read_to_string("configs/hub-spoke.yaml")
+        .unwrap()
+        .replacen("priority: 100", "priority: 5", 1)
+        .replacen(
+            "destinationPortRange: '22'",
+            "destinationPortRange: '22-21'",
+            1,
+        );
+    std::fs::write(&policy, text).unwrap();
+    let output = nsgd(&["check", policy.to_str().unwrap(), "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["valid"], false);
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("securityRules[0].priority"));
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("out of range"));
+    assert!(errors[1]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("destinationPortRange"));
+    for error in errors {
+        assert_eq!(error["file"], policy.to_str().unwrap());
+        assert!(error["line"].as_u64().unwrap() > 0);
+        assert!(error["column"].as_u64().unwrap() > 0);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn check_lints_the_hub_spoke_example() {
     let output = nsgd(&["check", "configs/hub-spoke.yaml", "--json"]);

@@ -41,8 +41,73 @@ struct Report<'a> {
     findings: &'a [Finding],
 }
 
+/// One problem that makes a policy invalid, for `--json`.
+#[derive(Serialize)]
+struct Problem {
+    file: String,
+    /// Where in the document (`networkSecurityGroups[1].securityRules[3].priority`);
+    /// empty for the document as a whole or a compile error.
+    path: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct InvalidReport {
+    policy: String,
+    valid: bool,
+    errors: Vec<Problem>,
+}
+
+/// `--json` on an invalid policy: the errors as one JSON object, exit 1.
+fn print_invalid(
+    policy: &std::path::Path,
+    failure: super::LoadFailure,
+) -> anyhow::Result<ExitCode> {
+    let file = policy.display().to_string();
+    let errors = match failure {
+        super::LoadFailure::Policy(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| Problem {
+                file: e.file,
+                path: e.path,
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            })
+            .collect(),
+        super::LoadFailure::Compile(errors) => errors
+            .0
+            .iter()
+            .map(|e| Problem {
+                file: file.clone(),
+                path: String::new(),
+                line: None,
+                column: None,
+                message: e.to_string(),
+            })
+            .collect(),
+    };
+    let report = InvalidReport {
+        policy: file,
+        valid: false,
+        errors,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::from(1))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let program = super::load_program(&args.policy)?;
+    let program = if args.json {
+        match super::try_load_program(&args.policy) {
+            Ok(program) => program,
+            Err(failure) => return print_invalid(&args.policy, failure),
+        }
+    } else {
+        super::load_program(&args.policy)?
+    };
     let policy = program.policy();
     let stats = program.stats();
     let mut asgs: std::collections::BTreeSet<&String> =

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     nic: String,
     /// Only this direction (default: inbound then outbound).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     direction: Option<DirectionArg>,
     /// Print the view as JSON (Azure's effective-security-rules shape, every
     /// prefix listed).

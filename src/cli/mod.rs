@@ -118,33 +118,44 @@ impl DataplaneArgs {
     }
 }
 
+/// Why a policy could not be used: every problem of its file, or of its
+/// compilation.
+enum LoadFailure {
+    Policy(crate::policy::PolicyErrors),
+    Compile(crate::compile::program::CompileErrors),
+}
+
+fn try_load_program(path: &Path) -> Result<Program, LoadFailure> {
+    let policy = crate::policy::load(path).map_err(LoadFailure::Policy)?;
+    Program::compile(&policy).map_err(LoadFailure::Compile)
+}
+
 /// Loads and compiles a policy, printing every error it has.
 fn load_program(path: &Path) -> anyhow::Result<Program> {
-    let policy = match crate::policy::load(path) {
-        Ok(policy) => policy,
-        Err(errors) => {
+    try_load_program(path).map_err(|failure| match failure {
+        LoadFailure::Policy(errors) => {
             for error in errors.iter() {
                 eprintln!("{error}");
             }
-            return Err(Reported(format!(
+            Reported(format!(
                 "{}: {} error{}",
                 path.display(),
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" }
             ))
-            .into());
+            .into()
         }
-    };
-    Program::compile(&policy).map_err(|errors| {
-        for error in &errors.0 {
-            eprintln!("{}: {error}", path.display());
+        LoadFailure::Compile(errors) => {
+            for error in &errors.0 {
+                eprintln!("{}: {error}", path.display());
+            }
+            Reported(format!(
+                "{}: {} compile error(s)",
+                path.display(),
+                errors.0.len()
+            ))
+            .into()
         }
-        Reported(format!(
-            "{}: {} compile error(s)",
-            path.display(),
-            errors.0.len()
-        ))
-        .into()
     })
 }
 

@@ -932,6 +932,27 @@ fn subnets_do_not_overlap() {
     assert!(e.message.contains("hub/all"), "{e}");
 }
 
+/// Azure lets VNets that are not peered overlap; nsgd cannot (it finds a
+/// flow's subnet by address), and says why.
+#[test]
+fn subnets_of_unpeered_vnets_do_not_overlap_either_and_the_error_says_why() {
+    let text = ESTATE.replace("    peerings: [spoke]\n", "").replace(
+        "  - name: spoke\n    addressSpace: [10.1.0.0/16]\n    subnets:\n      - name: db\n        addressPrefixes: [10.1.2.0/24]\n",
+        "  - name: spoke\n    addressSpace: [10.0.0.0/16]\n    subnets:\n      - name: db\n        addressPrefixes: [10.0.1.0/24]\n",
+    ).replace("ipAddresses: [10.1.2.4]", "ipAddresses: [10.0.1.5]");
+    let e = assert_one(
+        &text,
+        "vnets[1].subnets[0].addressPrefixes[0]",
+        "overlaps `10.0.1.0/24` of subnet `hub/web`",
+        None,
+    );
+    assert!(
+        e.message
+            .contains("every address must belong to one subnet"),
+        "{e}"
+    );
+}
+
 #[test]
 fn nic_ips_inside_subnet_and_unique() {
     let text = ESTATE.replace("[10.0.1.4]", "[10.0.2.4]");

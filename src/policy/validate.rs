@@ -381,12 +381,23 @@ pub(crate) fn validate(raw: &RawPolicy, errors: &mut Collector) -> Option<Policy
     for (i, other) in overlaps(&nets) {
         let (net, loc, label) = &all_subnet_prefixes[i];
         let (other_net, other_loc, other_label) = &all_subnet_prefixes[other];
+        let vnet_of = |label: &str| label.rsplit_once('/').map(|(vnet, _)| vnet.to_string());
+        // Azure allows overlapping spaces in VNets that are not peered, but
+        // nsgd decides flows by address, so an address must name one subnet.
+        let why = if vnet_of(label) == vnet_of(other_label) {
+            "subnets may not overlap"
+        } else {
+            "subnets may not overlap, in one VNet or across VNets: nsgd finds a \
+             flow's NIC and subnet by address, so every address must belong to one \
+             subnet of the estate (give VNets that are not peered distinct spaces, \
+             or keep them in separate policy files)"
+        };
         errors.push(
             &loc.path,
             Some(loc.position),
             format!(
                 "subnet prefix `{net}` of `{label}` overlaps `{other_net}` of subnet \
-                 `{other_label}` ({}); subnets may not overlap",
+                 `{other_label}` ({}); {why}",
                 other_loc.path
             ),
         );

@@ -33,6 +33,14 @@ fn import_error(inputs: Vec<(String, Value)>) -> String {
     }
 }
 
+/// What the import writes loads without errors.
+fn assert_loads(imported: &Imported) {
+    let yaml = to_yaml(&imported.document);
+    if let Err(errors) = nsgd::policy::parse_str(&yaml, nsgd::policy::Format::Yaml, "imported") {
+        panic!("{errors}\n{yaml}");
+    }
+}
+
 fn keys(value: &Value) -> Vec<&str> {
     value
         .as_object()
@@ -367,6 +375,136 @@ fn disconnected_peerings_are_left_out() {
         .warnings
         .iter()
         .any(|w| w.contains("spokeVnet with hubVnet is Disconnected")));
+}
+
+/// A NIC whose configurations have no private address (a deallocated VM)
+/// is left out whole: a NIC with no address would not load.
+#[test]
+fn nic_without_any_address_is_left_out() {
+    let mut nic = fixture("nic-db-vm-1.cli.json");
+    for configuration in nic["ipConfigurations"].as_array_mut().unwrap() {
+        configuration
+            .as_object_mut()
+            .unwrap()
+            .remove("privateIPAddress");
+    }
+    let imported = import_documents(&[("nic.json".into(), nic)]).unwrap();
+    assert!(
+        imported.document.get("nics").is_none(),
+        "{}",
+        to_yaml(&imported.document)
+    );
+    assert!(imported
+        .warnings
+        .iter()
+        .any(|w| w.contains("NIC db-vm-1-nic: no IP configuration has a private address")));
+}
+
+#[test]
+fn peerings_closed_to_virtual_network_access_are_left_out_on_both_sides() {
+    let mut spoke = fixture("vnet-spoke.arm.json");
+    spoke["properties"]["virtualNetworkPeerings"][0]["properties"]["allowVirtualNetworkAccess"] =
+        json!(false);
+    let imported =
+        import_documents(&[input("vnet-hub.cli.json"), ("spoke.json".into(), spoke)]).unwrap();
+    for vnet in imported.document["vnets"].as_array().unwrap() {
+        assert!(vnet.get("peerings").is_none(), "{vnet}");
+    }
+    assert!(imported
+        .warnings
+        .iter()
+        .any(|w| w.contains("spokeVnet with hubVnet does not allow virtual network access")));
+}
+
+/// Rules (and subnets) that an exported template lists both inline and as
+/// child resources are one rule; the rule count stays as the NSG has it.
+#[test]
+fn rules_listed_inline_and_as_child_resources_are_imported_once() {
+    let nsg = fixture("nsg-web.arm.json");
+    let rules = nsg["properties"]["securityRules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut resources = vec![json!({
+        "type": "Microsoft.Network/networkSecurityGroups",
+        "name": "webNsg",
+        "properties": nsg["properties"].clone(),
+    })];
+    for rule in &rules {
+        resources.push(json!({
+            "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+            "name": format!("webNsg/{}", rule["name"].as_str().unwrap()),
+            "properties": rule["properties"].clone(),
+        }));
+    }
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": resources,
+    });
+    let imported = import_documents(&[("export.json".into(), template)]).unwrap();
+    let imported_rules = imported.document["networkSecurityGroups"][0]["securityRules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(imported_rules.len(), rules.len());
+}
+
+/// Azure accepts ports on Icmp/Esp/Ah rules; policy-format.md wants `*`.
+/// Ports covering every port become `*`; others can never match a portless
+/// packet, so the rule is left out with a warning.
+#[test]
+fn ports_on_portless_rules_become_star_or_the_rule_is_left_out() {
+    let mut nsg = fixture("nsg-web.cli.json");
+    nsg["securityRules"][0]["protocol"] = json!("Icmp");
+    nsg["securityRules"][0]["destinationPortRanges"] = json!(["0-1000", "1001-65535"]);
+    nsg["securityRules"][1]["protocol"] = json!("Esp");
+    nsg["securityRules"][1]["destinationPortRange"] = json!("500");
+    let imported = import_documents(&[("webNsg.json".into(), nsg)]).unwrap();
+    let rules = imported.document["networkSecurityGroups"][0]["securityRules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules[0]["name"], "AllowHttpsFromInternet");
+    assert_eq!(rules[0]["destinationPortRange"], "*");
+    assert!(rules[0].get("destinationPortRanges").is_none());
+    assert!(rules.iter().all(|r| r["name"] != "AllowSshFromOnPrem"));
+    assert!(imported
+        .warnings
+        .iter()
+        .any(|w| w.contains("rule `AllowSshFromOnPrem`: a `Esp` rule with ports `500`")));
+    assert_loads(&imported);
+}
+
+/// `""` in a singular field means "not set", next to its plural or ASGs.
+#[test]
+fn empty_strings_in_singular_fields_mean_unset() {
+    let mut nsg = fixture("nsg-web.cli.json");
+    nsg["securityRules"][0]["destinationAddressPrefix"] = json!("");
+    nsg["securityRules"][1]["sourceAddressPrefix"] = json!("");
+    nsg["securityRules"][1]["destinationPortRanges"] = json!([]);
+    nsg["securityRules"][0]["sourcePortRanges"] = json!([""]);
+    let imported = import_documents(&[("webNsg.json".into(), nsg)]).unwrap();
+    assert_eq!(imported.document["networkSecurityGroups"][0], web_nsg());
+}
+
+/// The `az network list-service-tags` form carries a `type` of its own; its
+/// tags are imported as from the downloaded file. One tag spelled in two
+/// cases is one entry.
+#[test]
+fn service_tags_from_the_cli_form_and_in_any_case_are_one_entry() {
+    let mut tags = fixture("ServiceTags_Public_20241118.json");
+    tags["type"] = json!("Microsoft.Network/serviceTags");
+    let mut nsg = fixture("nsg-web.cli.json");
+    nsg["securityRules"][4]["destinationAddressPrefix"] = json!("storage.westeurope");
+    let imported =
+        import_documents(&[("tags.json".into(), tags), ("webNsg.json".into(), nsg)]).unwrap();
+    let section = imported.document["serviceTags"].as_object().unwrap();
+    let storage: Vec<&String> = section
+        .keys()
+        .filter(|k| k.eq_ignore_ascii_case("Storage.WestEurope"))
+        .collect();
+    assert_eq!(storage, ["Storage.WestEurope"], "{section:?}");
+    assert!(!section["Storage.WestEurope"].as_array().unwrap().is_empty());
+    assert_loads(&imported);
 }
 
 #[test]

@@ -70,7 +70,15 @@ pub(crate) fn build(
             Kind::NetworkInterface => {
                 let nic = ParsedNic::read(node, warnings)?;
                 estate.define("network interface", &nic.name, &nic.origin)?;
-                estate.nics.push(nic);
+                if nic.ip_addresses.is_empty() {
+                    // A NIC without addresses can be no flow's end.
+                    warnings.push(format!(
+                        "NIC {}: no IP configuration has a private address; the NIC is left out",
+                        nic.name
+                    ));
+                } else {
+                    estate.nics.push(nic);
+                }
             }
             Kind::ApplicationSecurityGroup => {
                 let name = super::resource_name(node)?;
@@ -84,7 +92,10 @@ pub(crate) fn build(
             }
             Kind::SecurityRule => {
                 let parent = parent_name(resource, "<nsg>/<rule>")?;
-                child_rules.push((parent, ParsedRule::read(node)?, Origin::of(node)));
+                let mut rule = ParsedRule::read(node)?;
+                if rule.settle_portless_ports(&parent, warnings) {
+                    child_rules.push((parent, rule, Origin::of(node)));
+                }
             }
             Kind::Subnet => {
                 let parent = parent_name(resource, "<vnet>/<subnet>")?;
@@ -98,7 +109,12 @@ pub(crate) fn build(
             .iter_mut()
             .find(|nsg| nsg.name.eq_ignore_ascii_case(&parent))
             .ok_or_else(|| missing_parent("network security group", &parent, &origin))?;
-        nsg.rules.push(rule);
+        // An exported template lists each rule inline and as a child
+        // resource: the same rule twice is one rule. Two different rules of
+        // one name stay, for the loader to report.
+        if !nsg.rules.contains(&rule) {
+            nsg.rules.push(rule);
+        }
     }
     for (parent, subnet) in child_subnets {
         let vnet = estate
@@ -106,7 +122,14 @@ pub(crate) fn build(
             .iter_mut()
             .find(|vnet| vnet.name.eq_ignore_ascii_case(&parent))
             .ok_or_else(|| missing_parent("virtual network", &parent, &subnet.origin))?;
-        vnet.subnets.push(subnet);
+        let listed_inline = vnet.subnets.iter().any(|inline| {
+            inline.name.eq_ignore_ascii_case(&subnet.name)
+                && inline.prefixes == subnet.prefixes
+                && inline.network_security_group == subnet.network_security_group
+        });
+        if !listed_inline {
+            vnet.subnets.push(subnet);
+        }
     }
     resolve_network(&mut estate, warnings);
     let declared_asgs = resolve_asgs(&mut estate);
@@ -230,6 +253,26 @@ fn resolve_network(estate: &mut Estate, warnings: &mut Vec<String>) {
                     false
                 }
             });
+    }
+
+    // A peering closed to virtual network access on one side is left out
+    // on the other side too (nsgd counts a peering listed once both ways).
+    let closed: Vec<(String, String)> = estate
+        .vnets
+        .iter()
+        .flat_map(|vnet| {
+            vnet.closed_peerings
+                .iter()
+                .map(move |remote| (vnet.name.clone(), remote.clone()))
+        })
+        .collect();
+    for vnet in &mut estate.vnets {
+        vnet.peerings.retain(|remote| {
+            !closed.iter().any(|(a, b)| {
+                (a.eq_ignore_ascii_case(&vnet.name) && b.eq_ignore_ascii_case(remote))
+                    || (b.eq_ignore_ascii_case(&vnet.name) && a.eq_ignore_ascii_case(remote))
+            })
+        });
     }
 
     for nic in &mut estate.nics {
@@ -363,7 +406,11 @@ fn resolve_service_tags(estate: &Estate, warnings: &mut Vec<String>) -> Map<Stri
     for nsg in &estate.nsgs {
         for rule in &nsg.rules {
             for tag in rule.tags() {
-                if BUILTIN_TAGS.contains(&tag) || section.contains_key(tag) {
+                // Tags match without regard to case: one entry per tag,
+                // whichever spellings the rules use.
+                if BUILTIN_TAGS.contains(&tag)
+                    || section.keys().any(|k| k.eq_ignore_ascii_case(tag))
+                {
                     continue;
                 }
                 let defined = estate
@@ -392,7 +439,9 @@ fn resolve_service_tags(estate: &Estate, warnings: &mut Vec<String>) -> Map<Stri
                         Vec::new()
                     }
                 };
-                section.insert(tag.to_string(), prefixes.into());
+                // The Service Tags file's spelling, where there is one.
+                let name = defined.map_or(tag, |entry| entry.name.as_str());
+                section.insert(name.to_string(), prefixes.into());
             }
         }
     }

@@ -18,6 +18,9 @@ pub(crate) struct ParsedVnet {
     pub subnets: Vec<ParsedSubnet>,
     /// Names of the remote VNets of connected peerings.
     pub peerings: Vec<String>,
+    /// Remote VNets of connected peerings that do not allow virtual network
+    /// access: not part of `VirtualNetwork` on either side.
+    pub closed_peerings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,7 @@ impl ParsedVnet {
             }
         }
         let mut peerings = Vec::new();
+        let mut closed_peerings = Vec::new();
         if let Some(list) = node.field("virtualNetworkPeerings") {
             for peering in list.items()? {
                 let remote = peering
@@ -82,6 +86,17 @@ impl ParsedVnet {
                         continue;
                     }
                 }
+                let access = peering.field("allowVirtualNetworkAccess");
+                if let Some(false) = access.map(|a| a.boolean()).transpose()? {
+                    warnings.push(format!(
+                        "{}: the peering of VNet {name} with {remote} does not allow virtual \
+                         network access; it is left out on both sides (neither VNet's \
+                         VirtualNetwork includes the other)",
+                        node.source.file
+                    ));
+                    closed_peerings.push(remote);
+                    continue;
+                }
                 peerings.push(remote);
             }
         }
@@ -91,6 +106,7 @@ impl ParsedVnet {
             address_space,
             subnets,
             peerings,
+            closed_peerings,
         })
     }
 
@@ -184,7 +200,7 @@ impl ParsedNic {
             match configuration.field("privateIPAddress") {
                 Some(address) => ip_addresses.push(address.string()?),
                 None => warnings.push(format!(
-                    "{}: NIC {name}: {} has no private IP address (deallocated?); it is left out",
+                    "{}: NIC {name}: {} has no private IP address (deallocated?); that configuration is left out",
                     node.source.file,
                     configuration.display_path()
                 )),

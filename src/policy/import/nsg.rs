@@ -66,7 +66,10 @@ impl ParsedNsg {
         let mut rules = Vec::new();
         if let Some(list) = node.field("securityRules") {
             for rule in list.items()? {
-                rules.push(ParsedRule::read(&rule)?);
+                let mut rule = ParsedRule::read(&rule)?;
+                if rule.settle_portless_ports(&name, warnings) {
+                    rules.push(rule);
+                }
             }
         }
         if let Some(list) = node.field("defaultSecurityRules") {
@@ -167,6 +170,38 @@ impl ParsedRule {
             source: Side::read(node, "source")?,
             destination: Side::read(node, "destination")?,
         })
+    }
+
+    /// Azure takes port ranges on `Icmp`, `Esp` and `Ah` rules, where
+    /// policy-format.md wants `*`. Ranges that cover every port mean `*`
+    /// and are written so; a rule whose ports leave some out can never
+    /// match a portless packet (nsg-semantics: a port condition matches one
+    /// only when it covers every port), so it is left out, with a warning.
+    /// Returns whether the rule is kept.
+    pub(crate) fn settle_portless_ports(&mut self, nsg: &str, warnings: &mut Vec<String>) -> bool {
+        if !matches!(self.protocol, "Icmp" | "Esp" | "Ah") {
+            return true;
+        }
+        for side in [&mut self.source, &mut self.destination] {
+            let Some(ports) = &side.ports else { continue };
+            let items: Vec<&str> = match ports {
+                OneOrMany::One(item) => vec![item.as_str()],
+                OneOrMany::Many(items) => items.iter().map(String::as_str).collect(),
+            };
+            if covers_every_port(&items) {
+                side.ports = Some(OneOrMany::One("*".to_string()));
+            } else {
+                warnings.push(format!(
+                    "NSG `{nsg}`, rule `{}`: a `{}` rule with ports `{}` can never match \
+                     (its packets have no ports); left out",
+                    self.name,
+                    self.protocol,
+                    items.join(",")
+                ));
+                return false;
+            }
+        }
+        true
     }
 
     /// The rule in policy-format.md's shape and field order.
@@ -272,6 +307,32 @@ impl Side {
     }
 }
 
+/// Whether port items (`*`, `N`, `LO-HI`) together cover 0-65535.
+fn covers_every_port(items: &[&str]) -> bool {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for item in items {
+        let item = item.trim();
+        if item == "*" {
+            return true;
+        }
+        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+        match (lo.trim().parse::<u32>(), hi.trim().parse::<u32>()) {
+            (Ok(lo), Ok(hi)) if lo <= hi => ranges.push((lo, hi)),
+            // Malformed: the loader will say what is wrong with it.
+            _ => return false,
+        }
+    }
+    ranges.sort_unstable();
+    let mut next = 0u32;
+    for (lo, hi) in ranges {
+        if lo > next {
+            return false;
+        }
+        next = next.max(hi + 1);
+    }
+    next > 65535
+}
+
 fn required<'a>(node: &Node<'a>, key: &str) -> Result<Node<'a>, ImportError> {
     node.field(key)
         .ok_or_else(|| node.invalid(format!("the rule has no `{key}`")))
@@ -285,12 +346,21 @@ pub(crate) fn one_or_many(
     singular: &str,
     plural: &str,
 ) -> Result<Option<OneOrMany>, ImportError> {
+    // An empty string means "not set" (exports and tools write `""` next
+    // to the field that is).
+    let present = |field: &Node<'_>| -> Result<Vec<String>, ImportError> {
+        Ok(field
+            .strings()?
+            .into_iter()
+            .filter(|item| !item.trim().is_empty())
+            .collect())
+    };
     let one = match node.field(singular) {
-        Some(field) => Some((field.strings()?, field)).filter(|(items, _)| !items.is_empty()),
+        Some(field) => Some((present(&field)?, field)).filter(|(items, _)| !items.is_empty()),
         None => None,
     };
     let many = match node.field(plural) {
-        Some(field) => Some(field.strings()?).filter(|items| !items.is_empty()),
+        Some(field) => Some(present(&field)?).filter(|items| !items.is_empty()),
         None => None,
     };
     Ok(match (one, many) {

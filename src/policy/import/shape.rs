@@ -85,18 +85,23 @@ pub(crate) fn collect<'a>(
                     resource(item, None, out, warnings)?;
                 }
             } else if let Some(values) = root.key("values").filter(|n| n.value.is_array()) {
-                for item in values.items()? {
-                    item.object()?;
-                    out.push(Resource {
-                        kind: Kind::ServiceTag,
-                        node: item,
-                        parent: None,
-                    });
-                }
+                service_tags(values, out)?;
             } else {
                 resource(root, None, out, warnings)?;
             }
             Ok(())
+        }
+        // `az network list-service-tags` and `Get-AzNetworkServiceTag` give
+        // the downloadable file's content a `type` of its own.
+        Value::Object(_)
+            if root
+                .key("type")
+                .and_then(|t| t.value.as_str())
+                .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Network/serviceTags"))
+                && root.key("values").is_some_and(|n| n.value.is_array()) =>
+        {
+            let values = root.key("values").expect("checked just above");
+            service_tags(values, out)
         }
         Value::Object(_) => resource(root, None, out, warnings),
         _ => Err(unknown(
@@ -105,6 +110,19 @@ pub(crate) fn collect<'a>(
              an ARM template or a Service Tags file)",
         )),
     }
+}
+
+/// The `values[]` entries of a Service Tags file, one service tag each.
+fn service_tags<'a>(values: Node<'a>, out: &mut Vec<Resource<'a>>) -> Result<(), ImportError> {
+    for item in values.items()? {
+        item.object()?;
+        out.push(Resource {
+            kind: Kind::ServiceTag,
+            node: item,
+            parent: None,
+        });
+    }
+    Ok(())
 }
 
 fn resource<'a>(

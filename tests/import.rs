@@ -400,6 +400,34 @@ fn nic_without_any_address_is_left_out() {
         .any(|w| w.contains("NIC db-vm-1-nic: no IP configuration has a private address")));
 }
 
+/// A peered VNet missing from the inputs still counts in `VirtualNetwork`:
+/// the peering reports its address space, so it stands in without subnets.
+#[test]
+fn a_peered_vnet_missing_from_the_inputs_stands_in_with_its_reported_space() {
+    let mut spoke = fixture("vnet-spoke.arm.json");
+    spoke["properties"]["virtualNetworkPeerings"][0]["properties"]["remoteAddressSpace"] =
+        json!({"addressPrefixes": ["10.0.0.0/16"]});
+    let imported = import_documents(&[("spoke.json".into(), spoke.clone())]).unwrap();
+    let vnets = imported.document["vnets"].as_array().unwrap();
+    assert_eq!(vnets.len(), 2, "{}", to_yaml(&imported.document));
+    assert_eq!(vnets[0]["peerings"], json!(["hubVnet"]));
+    assert_eq!(vnets[1]["name"], "hubVnet");
+    assert_eq!(vnets[1]["addressSpace"], json!(["10.0.0.0/16"]));
+    assert_eq!(vnets[1]["subnets"], json!([]));
+    assert!(imported
+        .warnings
+        .iter()
+        .any(|w| w.contains("VNet hubVnet (peered with spokeVnet) is not among the inputs")));
+
+    // Without a reported space there is nothing to stand in: left out.
+    spoke["properties"]["virtualNetworkPeerings"][0]["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("remoteAddressSpace");
+    let imported = import_documents(&[("spoke.json".into(), spoke)]).unwrap();
+    assert_eq!(imported.document["vnets"].as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn peerings_closed_to_virtual_network_access_are_left_out_on_both_sides() {
     let mut spoke = fixture("vnet-spoke.arm.json");

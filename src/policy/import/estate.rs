@@ -220,7 +220,45 @@ impl Names {
 }
 
 /// Subnet and NIC associations, NIC subnets, and peerings.
+/// A peered VNet that is not among the inputs still belongs in
+/// `VirtualNetwork`: its peering reports its address space, so it is added
+/// with that space and no subnets.
+fn add_remote_vnets(estate: &mut Estate, warnings: &mut Vec<String>) {
+    let mut added: Vec<ParsedVnet> = Vec::new();
+    for vnet in &estate.vnets {
+        for (remote, space) in &vnet.remote_spaces {
+            let known = |name: &str| name.eq_ignore_ascii_case(remote);
+            if estate.vnets.iter().any(|v| known(&v.name)) {
+                continue;
+            }
+            match added.iter_mut().find(|v| known(&v.name)) {
+                Some(stand_in) => stand_in.peerings.push(vnet.name.clone()),
+                None => {
+                    warnings.push(format!(
+                        "VNet {remote} (peered with {}) is not among the inputs: added with \
+                         the address space its peering reports ({}) and no subnets, so it \
+                         counts in VirtualNetwork; import it for its subnets and NICs",
+                        vnet.name,
+                        space.join(", ")
+                    ));
+                    added.push(ParsedVnet {
+                        name: remote.clone(),
+                        origin: vnet.origin.clone(),
+                        address_space: space.clone(),
+                        subnets: Vec::new(),
+                        peerings: vec![vnet.name.clone()],
+                        closed_peerings: Vec::new(),
+                        remote_spaces: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    estate.vnets.extend(added);
+}
+
 fn resolve_network(estate: &mut Estate, warnings: &mut Vec<String>) {
+    add_remote_vnets(estate, warnings);
     let nsg_names = Names::new(estate.nsgs.iter().map(|nsg| &nsg.name));
     let vnet_names = Names::new(estate.vnets.iter().map(|vnet| &vnet.name));
 

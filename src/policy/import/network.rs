@@ -21,6 +21,9 @@ pub(crate) struct ParsedVnet {
     /// Remote VNets of connected peerings that do not allow virtual network
     /// access: not part of `VirtualNetwork` on either side.
     pub closed_peerings: Vec<String>,
+    /// The address space the peering reports for each remote VNet, which
+    /// stands in for a remote VNet that is not among the inputs.
+    pub remote_spaces: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,7 @@ impl ParsedVnet {
         }
         let mut peerings = Vec::new();
         let mut closed_peerings = Vec::new();
+        let mut remote_spaces = Vec::new();
         if let Some(list) = node.field("virtualNetworkPeerings") {
             for peering in list.items()? {
                 let remote = peering
@@ -97,6 +101,16 @@ impl ParsedVnet {
                     closed_peerings.push(remote);
                     continue;
                 }
+                let remote_space = ["remoteAddressSpace", "remoteVirtualNetworkAddressSpace"]
+                    .iter()
+                    .find_map(|key| peering.field(key))
+                    .and_then(|space| space.key("addressPrefixes"));
+                if let Some(prefixes) = remote_space {
+                    let prefixes = prefixes.strings()?;
+                    if !prefixes.is_empty() {
+                        remote_spaces.push((remote.clone(), prefixes));
+                    }
+                }
                 peerings.push(remote);
             }
         }
@@ -107,6 +121,7 @@ impl ParsedVnet {
             subnets,
             peerings,
             closed_peerings,
+            remote_spaces,
         })
     }
 

@@ -602,6 +602,34 @@ fn arm_template_resources_are_imported() {
     );
 }
 
+/// Exported templates name everything through parameters with defaults and
+/// build ids with `resourceId`: evaluated, they import as the literal
+/// template does.
+#[test]
+fn template_expressions_exports_use_are_evaluated() {
+    let literal = fixture("template.json");
+    let mut template = literal.clone();
+    let nsg_name = literal["resources"][2]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let asg_id = literal["resources"][2]["properties"]["securityRules"][0]["properties"]
+        ["destinationApplicationSecurityGroups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let asg_name = asg_id.rsplit('/').next().unwrap().to_string();
+    template["parameters"] = json!({"nsgName": {"type": "string", "defaultValue": nsg_name}});
+    template["variables"] = json!({"asgName": asg_name});
+    template["resources"][2]["name"] = json!("[parameters('nsgName')]");
+    template["resources"][2]["properties"]["securityRules"][0]["properties"]
+        ["destinationApplicationSecurityGroups"][0]["id"] =
+        json!("[resourceId('Microsoft.Network/applicationSecurityGroups', variables('asgName'))]");
+    let evaluated = import_documents(&[("template.json".into(), template)]).unwrap();
+    let expected = import_documents(&[("template.json".into(), literal)]).unwrap();
+    assert_eq!(evaluated.document, expected.document);
+}
+
 #[test]
 fn template_expressions_are_errors_naming_file_and_field() {
     let mut template = fixture("template.json");

@@ -8,8 +8,8 @@
 //! hostile input — every type mismatch is an [`ImportError`] with the file and
 //! the JSON path. Submodules, one job each: `json` (checked view over a
 //! document), `shape` (what a document is), `nsg` and `network` (one resource
-//! each), `estate` (cross-resource resolution and the document), `yaml`
-//! (the YAML writer).
+//! each), `estate` (cross-resource resolution and the document), `template`
+//! (the ARM template expressions exports use), `yaml` (the YAML writer).
 
 mod error;
 mod estate;
@@ -17,6 +17,7 @@ mod json;
 mod network;
 mod nsg;
 mod shape;
+mod template;
 mod yaml;
 
 use std::path::PathBuf;
@@ -45,7 +46,14 @@ pub struct Imported {
 pub fn import_documents(inputs: &[(String, Value)]) -> Result<Imported, ImportError> {
     let mut warnings = Vec::new();
     let mut resources = Vec::new();
-    for (file, value) in inputs {
+    // Templates with their expressions evaluated, kept alive for the nodes
+    // that borrow them.
+    let resolved: Vec<Option<Value>> = inputs
+        .iter()
+        .map(|(_, value)| template::is_template(value).then(|| template::resolve(value)))
+        .collect();
+    for ((file, original), resolved) in inputs.iter().zip(&resolved) {
+        let value = resolved.as_ref().unwrap_or(original);
         let before = resources.len();
         let source = Source {
             file: file.as_str(),

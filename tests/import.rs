@@ -630,6 +630,41 @@ fn template_expressions_exports_use_are_evaluated() {
     assert_eq!(evaluated.document, expected.document);
 }
 
+/// Exported templates write a VNet's peerings as child resources too.
+#[test]
+fn template_peering_child_resources_are_imported() {
+    let vnet = |name: &str, space: &str| {
+        json!({
+            "type": "Microsoft.Network/virtualNetworks",
+            "name": name,
+            "properties": {"addressSpace": {"addressPrefixes": [space]}, "subnets": []}
+        })
+    };
+    let template = json!({
+        "contentVersion": "1.0.0.0",
+        "parameters": {"hub": {"type": "string", "defaultValue": "hubVnet"}},
+        "resources": [
+            vnet("[parameters('hub')]", "10.0.0.0/16"),
+            vnet("spokeVnet", "10.1.0.0/16"),
+            {
+                "type": "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+                "name": "[concat(parameters('hub'), '/hub-to-spoke')]",
+                "properties": {
+                    "peeringState": "Connected",
+                    "remoteVirtualNetwork": {
+                        "id": "[resourceId('Microsoft.Network/virtualNetworks', 'spokeVnet')]"
+                    }
+                }
+            }
+        ]
+    });
+    let imported = import_documents(&[("export.json".into(), template)]).unwrap();
+    let vnets = imported.document["vnets"].as_array().unwrap();
+    assert_eq!(vnets[0]["name"], "hubVnet");
+    assert_eq!(vnets[0]["peerings"], json!(["spokeVnet"]));
+    assert_loads(&imported);
+}
+
 #[test]
 fn template_expressions_are_errors_naming_file_and_field() {
     let mut template = fixture("template.json");

@@ -54,6 +54,7 @@ pub(crate) fn build(
     let mut estate = Estate::default();
     let mut child_rules = Vec::new();
     let mut child_subnets = Vec::new();
+    let mut child_peerings = Vec::new();
     for resource in resources {
         let node = &resource.node;
         match resource.kind {
@@ -101,7 +102,19 @@ pub(crate) fn build(
                 let parent = parent_name(resource, "<vnet>/<subnet>")?;
                 child_subnets.push((parent, ParsedSubnet::read(node)?));
             }
+            Kind::Peering => {
+                let parent = parent_name(resource, "<vnet>/<peering>")?;
+                child_peerings.push((parent, node.clone()));
+            }
         }
+    }
+    for (parent, peering) in child_peerings {
+        let vnet = estate
+            .vnets
+            .iter_mut()
+            .find(|vnet| vnet.name.eq_ignore_ascii_case(&parent))
+            .ok_or_else(|| missing_parent("virtual network", &parent, &Origin::of(&peering)))?;
+        vnet.add_peering(&peering, warnings)?;
     }
     for (parent, rule, origin) in child_rules {
         let nsg = estate

@@ -70,59 +70,77 @@ impl ParsedVnet {
                 subnets.push(ParsedSubnet::read(&subnet)?);
             }
         }
-        let mut peerings = Vec::new();
-        let mut closed_peerings = Vec::new();
-        let mut remote_spaces = Vec::new();
-        if let Some(list) = node.field("virtualNetworkPeerings") {
-            for peering in list.items()? {
-                let remote = peering
-                    .field("remoteVirtualNetwork")
-                    .ok_or_else(|| peering.invalid("the peering has no `remoteVirtualNetwork`"))?;
-                let remote = remote.reference_name()?;
-                if let Some(state) = peering.field("peeringState") {
-                    let state = state.string()?;
-                    if !state.eq_ignore_ascii_case("Connected") {
-                        warnings.push(format!(
-                            "{}: the peering of VNet {name} with {remote} is {state}, not \
-                             Connected; it is left out",
-                            node.source.file
-                        ));
-                        continue;
-                    }
-                }
-                let access = peering.field("allowVirtualNetworkAccess");
-                if let Some(false) = access.map(|a| a.boolean()).transpose()? {
-                    warnings.push(format!(
-                        "{}: the peering of VNet {name} with {remote} does not allow virtual \
-                         network access; it is left out on both sides (neither VNet's \
-                         VirtualNetwork includes the other)",
-                        node.source.file
-                    ));
-                    closed_peerings.push(remote);
-                    continue;
-                }
-                let remote_space = ["remoteAddressSpace", "remoteVirtualNetworkAddressSpace"]
-                    .iter()
-                    .find_map(|key| peering.field(key))
-                    .and_then(|space| space.key("addressPrefixes"));
-                if let Some(prefixes) = remote_space {
-                    let prefixes = prefixes.strings()?;
-                    if !prefixes.is_empty() {
-                        remote_spaces.push((remote.clone(), prefixes));
-                    }
-                }
-                peerings.push(remote);
-            }
-        }
-        Ok(ParsedVnet {
+        let mut vnet = ParsedVnet {
             name,
             origin: Origin::of(node),
             address_space,
             subnets,
-            peerings,
-            closed_peerings,
-            remote_spaces,
-        })
+            peerings: Vec::new(),
+            closed_peerings: Vec::new(),
+            remote_spaces: Vec::new(),
+        };
+        if let Some(list) = node.field("virtualNetworkPeerings") {
+            for peering in list.items()? {
+                vnet.add_peering(&peering, warnings)?;
+            }
+        }
+        Ok(vnet)
+    }
+
+    /// Takes one peering of this VNet (inline, or a template child resource
+    /// `virtualNetworks/virtualNetworkPeerings`): connected and open to
+    /// virtual network access, it joins `peerings`; otherwise it is left
+    /// out with a warning.
+    pub fn add_peering(
+        &mut self,
+        peering: &Node<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ImportError> {
+        let name = &self.name;
+        let remote = peering
+            .field("remoteVirtualNetwork")
+            .ok_or_else(|| peering.invalid("the peering has no `remoteVirtualNetwork`"))?;
+        let remote = remote.reference_name()?;
+        if let Some(state) = peering.field("peeringState") {
+            let state = state.string()?;
+            if !state.eq_ignore_ascii_case("Connected") {
+                warnings.push(format!(
+                    "{}: the peering of VNet {name} with {remote} is {state}, not \
+                     Connected; it is left out",
+                    peering.source.file
+                ));
+                return Ok(());
+            }
+        }
+        let access = peering.field("allowVirtualNetworkAccess");
+        if let Some(false) = access.map(|a| a.boolean()).transpose()? {
+            warnings.push(format!(
+                "{}: the peering of VNet {name} with {remote} does not allow virtual \
+                 network access; it is left out on both sides (neither VNet's \
+                 VirtualNetwork includes the other)",
+                peering.source.file
+            ));
+            self.closed_peerings.push(remote);
+            return Ok(());
+        }
+        let remote_space = ["remoteAddressSpace", "remoteVirtualNetworkAddressSpace"]
+            .iter()
+            .find_map(|key| peering.field(key))
+            .and_then(|space| space.key("addressPrefixes"));
+        if let Some(prefixes) = remote_space {
+            let prefixes = prefixes.strings()?;
+            if !prefixes.is_empty() {
+                self.remote_spaces.push((remote.clone(), prefixes));
+            }
+        }
+        if !self
+            .peerings
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(&remote))
+        {
+            self.peerings.push(remote);
+        }
+        Ok(())
     }
 
     pub fn to_json(&self) -> Value {

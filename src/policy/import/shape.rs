@@ -18,6 +18,8 @@ pub(crate) enum Kind {
     VirtualNetwork,
     /// A template child resource `virtualNetworks/subnets`.
     Subnet,
+    /// A template child resource `virtualNetworks/virtualNetworkPeerings`.
+    Peering,
     NetworkInterface,
     ApplicationSecurityGroup,
     /// One `values[]` entry of a Service Tags file.
@@ -32,6 +34,7 @@ impl Kind {
             "microsoft.network/networksecuritygroups/securityrules" => Kind::SecurityRule,
             "microsoft.network/virtualnetworks" => Kind::VirtualNetwork,
             "microsoft.network/virtualnetworks/subnets" => Kind::Subnet,
+            "microsoft.network/virtualnetworks/virtualnetworkpeerings" => Kind::Peering,
             "microsoft.network/networkinterfaces" => Kind::NetworkInterface,
             "microsoft.network/applicationsecuritygroups" => Kind::ApplicationSecurityGroup,
             _ => return None,
@@ -44,6 +47,7 @@ impl Kind {
             Kind::SecurityRule => "Microsoft.Network/networkSecurityGroups/securityRules",
             Kind::VirtualNetwork => "Microsoft.Network/virtualNetworks",
             Kind::Subnet => "Microsoft.Network/virtualNetworks/subnets",
+            Kind::Peering => "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
             Kind::NetworkInterface => "Microsoft.Network/networkInterfaces",
             Kind::ApplicationSecurityGroup => "Microsoft.Network/applicationSecurityGroups",
             Kind::ServiceTag => "service tag",

@@ -631,6 +631,27 @@ fn template_expressions_exports_use_are_evaluated() {
 }
 
 /// Exported templates write a VNet's peerings as child resources too.
+/// `az network nsg rule list` gives rules under their own names; the id
+/// names their NSG.
+#[test]
+fn rules_listed_on_their_own_find_their_nsg_by_id() {
+    let nsg_id = "/subscriptions/1/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg";
+    let nsg = json!({"name": "web-nsg", "id": nsg_id,
+        "type": "Microsoft.Network/networkSecurityGroups", "securityRules": []});
+    let rules = json!([{
+        "name": "AllowSsh", "id": format!("{nsg_id}/securityRules/AllowSsh"),
+        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+        "protocol": "Tcp", "access": "Allow", "priority": 100, "direction": "Inbound",
+        "sourceAddressPrefix": "*", "sourcePortRange": "*",
+        "destinationAddressPrefix": "*", "destinationPortRange": "22"
+    }]);
+    let imported =
+        import_documents(&[("nsg.json".into(), nsg), ("rules.json".into(), rules)]).unwrap();
+    let rule = &imported.document["networkSecurityGroups"][0]["securityRules"][0];
+    assert_eq!(rule["name"], "AllowSsh");
+    assert_eq!(rule["destinationPortRange"], "22");
+}
+
 #[test]
 fn template_peering_child_resources_are_imported() {
     let vnet = |name: &str, space: &str| {

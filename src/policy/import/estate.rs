@@ -188,12 +188,28 @@ fn parent_name(resource: &Resource<'_>, form: &str) -> Result<String, ImportErro
         ))
     })?;
     let name = name_node.string()?;
-    match name.split_once('/') {
-        Some((parent, _)) if !parent.is_empty() => Ok(parent.to_string()),
-        _ => Err(name_node.invalid(format!(
-            "expected a name of the form {form}, found `{name}`"
-        ))),
+    if let Some((parent, _)) = name
+        .split_once('/')
+        .filter(|(parent, _)| !parent.is_empty())
+    {
+        return Ok(parent.to_string());
     }
+    // `az network nsg rule show` and `az network vnet subnet show` give the
+    // child's own name; its id names the parent: …/<parent>/<kind>/<name>.
+    let from_id = resource
+        .node
+        .key("id")
+        .and_then(|id| id.string().ok())
+        .and_then(|id| {
+            let segments: Vec<&str> = id.split('/').filter(|s| !s.is_empty()).collect();
+            (segments.len() >= 4 && segments[segments.len() - 1].eq_ignore_ascii_case(&name))
+                .then(|| segments[segments.len() - 3].to_string())
+        });
+    from_id.ok_or_else(|| {
+        name_node.invalid(format!(
+            "expected a name of the form {form} (or an `id` naming the parent), found `{name}`"
+        ))
+    })
 }
 
 fn missing_parent(kind: &str, parent: &str, origin: &Origin) -> ImportError {

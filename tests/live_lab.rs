@@ -472,6 +472,15 @@ fn write_file(lab: &Lab, name: &str, len: usize) -> Vec<u8> {
     data
 }
 
+/// `file.bin` of `len` bytes, served on the allowed port 8080 and the
+/// denied port 8081; returns its content.
+fn serve_allowed_and_denied(lab: &mut Lab, len: usize) -> Vec<u8> {
+    let data = write_file(lab, "file.bin", len);
+    lab.http_server(8080);
+    lab.http_server(8081);
+    data
+}
+
 fn hits(report: &serde_json::Value, nsg: &str, rule: &str) -> u64 {
     report["rule_hits"][nsg][rule].as_u64().unwrap_or(0)
 }
@@ -488,9 +497,7 @@ fn assert_every_frame_accounted(report: &serde_json::Value, label: &str) {
 #[test]
 fn allowed_port_transfers_intact_denied_port_does_not_connect() {
     let (_serial, mut lab) = lab_or_skip!();
-    let data = write_file(&lab, "file.bin", 3_000_000);
-    lab.http_server(8080);
-    lab.http_server(8081);
+    let data = serve_allowed_and_denied(&mut lab, 3_000_000);
     let flow_log = lab.path("flows.json");
     let nsgd = lab.start_nsgd(&policy(), &["--flow-log", &flow_log.display().to_string()]);
 
@@ -931,9 +938,7 @@ fn xdp_attached(lab: &Lab, port: &str) -> bool {
 fn xdp_receive_bridges_by_the_same_policy_and_detaches_on_exit() {
     let (_serial, mut lab) = lab_or_skip!();
     // Larger than the UMEM's 4096 frames: frames are handed back and reused.
-    let data = write_file(&lab, "file.bin", 8_000_000);
-    lab.http_server(8080);
-    lab.http_server(8081);
+    let data = serve_allowed_and_denied(&mut lab, 8_000_000);
     let bridge = lab.start_nsgd(&policy(), &["--rx", "xdp"]);
     assert!(
         bridge.log().contains(
@@ -1433,9 +1438,7 @@ fn every_port_in_threaded_napi_without_gro_still_bridges_by_the_policy() {
             "{port}: GRO must stay off"
         );
     }
-    let data = write_file(&lab, "file.bin", 8_000_000);
-    lab.http_server(8080);
-    lab.http_server(8081);
+    let data = serve_allowed_and_denied(&mut lab, 8_000_000);
     let nsgd = lab.start_nsgd(&policy(), &[]);
     lab.expect_curl_intact("file.bin", &data, "every port in NAPI");
     let denied = lab.curl(8081, "file.bin", &["--connect-timeout", "2"]);

@@ -95,25 +95,27 @@ pub(crate) fn collect<'a>(
             }
             Ok(())
         }
-        // `az network list-service-tags` and `Get-AzNetworkServiceTag` give
-        // the downloadable file's content a `type` of its own.
-        Value::Object(_)
-            if root
-                .key("type")
-                .and_then(|t| t.value.as_str())
-                .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Network/serviceTags"))
-                && root.key("values").is_some_and(|n| n.value.is_array()) =>
-        {
-            let values = root.key("values").expect("checked just above");
-            service_tags(values, out)
-        }
-        Value::Object(_) => resource(root, None, out, warnings),
+        Value::Object(_) => match service_tags_with_type(&root) {
+            Some(values) => service_tags(values, out),
+            None => resource(root, None, out, warnings),
+        },
         _ => Err(unknown(
             &root,
             "expected a JSON object or array (an Azure resource, a list of resources, \
              an ARM template or a Service Tags file)",
         )),
     }
+}
+
+/// `az network list-service-tags` and `Get-AzNetworkServiceTag` give the
+/// downloadable file's content a `type` of its own: its `values`, if so.
+fn service_tags_with_type<'a>(root: &Node<'a>) -> Option<Node<'a>> {
+    let resource_type = root.key("type")?;
+    let resource_type = resource_type.value.as_str()?;
+    if !resource_type.eq_ignore_ascii_case("Microsoft.Network/serviceTags") {
+        return None;
+    }
+    root.key("values").filter(|values| values.value.is_array())
 }
 
 /// The `values[]` entries of a Service Tags file, one service tag each.

@@ -1588,3 +1588,130 @@ fn merging_offloads_with_block_rings_are_warned_about() {
     assert!(!log.contains("n1 merges"), "{log}");
     nsgd.stop();
 }
+
+#[test]
+fn a_frame_longer_than_the_far_ports_mtu_is_counted_and_stalls_nothing() {
+    let (_serial, mut lab) = lab_or_skip!();
+    // n1 takes frames of at most 1014 bytes; n0 still takes 1514. A ping
+    // of 1400 bytes crosses n0 fine and cannot leave through n1: it must
+    // be refused as oversize there, and frames after it must still flow
+    // (a frame the driver drops would otherwise be retried for ever at
+    // the head of the transmit ring).
+    must(&[
+        "ip",
+        "-n",
+        &lab.ns("nva"),
+        "link",
+        "set",
+        "n1",
+        "mtu",
+        "1000",
+    ]);
+    for options in [&[][..], &["--tx", "copy"][..]] {
+        let label = format!("options {options:?}");
+        let nsgd = lab.start_nsgd(&policy(), options);
+        assert!(lab.ping("client", SERVER_IP, 1), "{label}: a small ping");
+        let big = lab
+            .exec(
+                "client",
+                &[
+                    "ping", "-c", "2", "-i", "0.2", "-W", "1", "-s", "1400", SERVER_IP,
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            !big.status.success(),
+            "{label}: 1442-byte frames through a 1000-byte MTU"
+        );
+        assert!(
+            lab.ping("client", SERVER_IP, 3),
+            "{label}: small pings after the big ones"
+        );
+        let report = nsgd.stop();
+        let n1 = &report["ports"][1];
+        assert_eq!(n1["interface"], "n1");
+        assert_eq!(n1["oversize"].as_u64().unwrap(), 2, "{label}: {report:#}");
+        // Allowed, judged, and counted where they stopped.
+        let total = |field: &str| -> u64 {
+            let ports = report["ports"].as_array().unwrap();
+            ports.iter().map(|p| p[field].as_u64().unwrap()).sum()
+        };
+        assert_eq!(total("received"), report["packets_in"].as_u64().unwrap());
+        assert_eq!(
+            total("sent") + total("oversize"),
+            report["packets_allowed"].as_u64().unwrap(),
+            "{label}: {report:#}"
+        );
+    }
+}
+
+/// Serves one connection on (address, port): 400 bursts of two 400-byte
+/// segments (TCP_MAXSEG), a millisecond apart, which GRO merges in pairs.
+const SMALL_SEGMENTS_SERVER: &str = r#"
+import socket, sys, time
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 400)
+server.bind((sys.argv[1], int(sys.argv[2])))
+server.listen()
+connection, _ = server.accept()
+for i in range(400):
+    connection.sendall(bytes([i % 251]) * 800)
+    time.sleep(0.001)
+connection.close()
+"#;
+
+/// Reads a stream from (address, port) to its end; prints its length.
+const STREAM_READER: &str = r#"
+import socket, sys
+connection = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+total = 0
+while True:
+    chunk = connection.recv(65536)
+    if not chunk:
+        break
+    total += len(chunk)
+print(total)
+"#;
+
+#[test]
+fn gro_aggregates_shorter_than_a_ring_slot_still_leave_as_wire_frames() {
+    let (_serial, mut lab) = lab_or_skip!();
+    middle_gro_on(&lab, &["n0", "n1"]);
+    lab.spawn(
+        "server",
+        &["python3", "-c", SMALL_SEGMENTS_SERVER, SERVER_IP, "8080"],
+    );
+    lab.wait_for_listener(8080);
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+    let server_sent_before = interface_counter(&lab, "server", "s0", "tx").0;
+    let client_got_before = interface_counter(&lab, "client", "c0", "rx").0;
+    let read = lab
+        .exec(
+            "client",
+            &["python3", "-c", STREAM_READER, SERVER_IP, "8080"],
+        )
+        .output()
+        .unwrap();
+    let server_sent = interface_counter(&lab, "server", "s0", "tx").0 - server_sent_before;
+    let client_got = interface_counter(&lab, "client", "c0", "rx").0 - client_got_before;
+    let report = nsgd.stop();
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        "320000",
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let n1 = &report["ports"][1];
+    assert_eq!(n1["interface"], "n1");
+    // Aggregates of two 400-byte segments fit a ring slot: they never
+    // take the path of an aggregate too long for one.
+    assert!(n1["merged"].as_u64().unwrap() > 10, "{report:#}");
+    assert_eq!(n1["oversize"].as_u64().unwrap(), 0, "{report:#}");
+    // Every segment the server sent reached the client as its own frame.
+    assert!(
+        client_got.abs_diff(server_sent) <= 8,
+        "s0 sent {server_sent} frames, c0 got {client_got}: {report:#}"
+    );
+}

@@ -158,6 +158,31 @@ pub fn interface_index(name: &str) -> Result<u32, PortError> {
     Ok(index)
 }
 
+/// The MTU of the interface `fd` is bound to or will be: the longest IP
+/// packet it takes.
+fn interface_mtu(fd: RawFd, interface: &str) -> Result<usize, PortError> {
+    // SAFETY: an all-zero ifreq is a valid value of the C struct.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if interface.len() >= request.ifr_name.len() {
+        return Err(PortError {
+            interface: interface.to_string(),
+            step: "interface name",
+            error: io::Error::from(io::ErrorKind::InvalidInput),
+        });
+    }
+    for (to, from) in request.ifr_name.iter_mut().zip(interface.bytes()) {
+        *to = from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name from `request` and
+    // writes the MTU into it; both live for the call.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut request) } < 0 {
+        return os_error(interface, "read the interface's MTU");
+    }
+    // SAFETY: SIOCGIFMTU filled the union's MTU member.
+    let mtu = unsafe { request.ifr_ifru.ifru_mtu };
+    Ok(usize::try_from(mtu).unwrap_or(0))
+}
+
 /// Puts the interface in promiscuous mode for as long as the AF_PACKET
 /// socket `fd` stays open (the kernel counts these, so nothing is left
 /// switched on after nsgd).
@@ -721,6 +746,18 @@ impl RxRing {
                     checksum_completed: false,
                     merged: Some(merged),
                 });
+            } else if let Some(merged) = self.slot_aggregate(slot, mac, snaplen) {
+                // An aggregate short enough to fit its slot: it still leaves
+                // cut back into the frames it merged, never as one frame.
+                let vlan = self.stripped_vlan(status, slot + 24, slot + 26);
+                each(RxFrame {
+                    data: self.map.slice(slot + mac, snaplen),
+                    wire_len,
+                    vlan,
+                    checksum_pending: false,
+                    checksum_completed: false,
+                    merged: Some(merged),
+                });
             } else if mac >= 32 + VNET_HDR_LEN && mac + snaplen <= self.unit_size {
                 let mut checksum_pending = status & TP_STATUS_CSUMNOTREADY != 0;
                 let mut checksum_completed = false;
@@ -753,6 +790,18 @@ impl RxRing {
             self.next_unit = (self.next_unit + 1) % self.units;
         }
         (seen > 0).then_some(seen)
+    }
+
+    /// The receive-offload aggregate in a slot, read from the virtio-net
+    /// header before its frame; None for a frame of the wire's size.
+    fn slot_aggregate(&self, slot: usize, mac: usize, snaplen: usize) -> Option<Merged> {
+        if !self.vnet || mac < 32 + VNET_HDR_LEN || mac + snaplen > self.unit_size {
+            return None;
+        }
+        let mut header = [0; VNET_HDR_LEN];
+        header.copy_from_slice(self.map.slice(slot + mac - VNET_HDR_LEN, VNET_HDR_LEN));
+        (header[1] & !VIRTIO_NET_HDR_GSO_ECN != 0)
+            .then(|| Merged::new(header, self.map.slice(slot + mac, snaplen)))
     }
 
     /// Takes the next whole aggregate from the socket's queue (the kernel
@@ -994,6 +1043,13 @@ pub struct TxRing {
     frames: usize,
     head: usize,
     queued: usize,
+    /// The longest untagged frame the device takes (MTU + Ethernet header).
+    /// Checked here: with a virtio-net header the kernel leaves the check
+    /// to the driver, and a frame the driver drops is retried at the next
+    /// `send` for ever, stalling every frame behind it.
+    max_wire_frame: usize,
+    /// The last `send` left frames in the ring for want of room.
+    unsent: bool,
     /// Frames the kernel rejected (malformed for the device).
     pub rejected: u64,
     interface: String,
@@ -1012,6 +1068,12 @@ impl TxRing {
             "select TPACKET_V2",
         )?;
         set_option(raw, PACKET_QDISC_BYPASS, &1i32, interface, "bypass qdisc")?;
+        // Each slot starts with a virtio-net header whose hdr_len is the
+        // whole frame: the kernel then copies the frame into the skb's own
+        // buffer. Without it the skb points at the ring's pages, and veth
+        // (any device handing frames to another namespace) copies them into
+        // a freshly allocated page per frame (skb_copy_ubufs).
+        set_option(raw, PACKET_VNET_HDR, &1i32, interface, "vnet header")?;
         // Skip a malformed frame instead of stalling the ring on it.
         set_option(raw, PACKET_LOSS, &1i32, interface, "set PACKET_LOSS")?;
         let frame_size = config.tx_frame_size;
@@ -1032,6 +1094,7 @@ impl TxRing {
         let frames = request.tp_frame_nr as usize;
         let map = Mapping::new(raw, frames * frame_size as usize, interface)?;
         bind(raw, index, 0, interface)?;
+        let max_wire_frame = interface_mtu(raw, interface)? + 14;
         Ok(TxRing {
             fd,
             map,
@@ -1039,6 +1102,8 @@ impl TxRing {
             frames,
             head: 0,
             queued: 0,
+            max_wire_frame,
+            unsent: false,
             rejected: 0,
             interface: interface.to_string(),
         })
@@ -1050,7 +1115,7 @@ impl TxRing {
 
     /// The longest frame (VLAN tag included) a slot holds.
     pub fn max_frame(&self) -> usize {
-        self.frame_size - TX_DATA_OFFSET
+        self.frame_size - TX_DATA_OFFSET - VNET_HDR_LEN
     }
 
     /// Copies `frame` into the next free slot, re-inserting a VLAN tag the
@@ -1059,7 +1124,10 @@ impl TxRing {
     pub fn queue(&mut self, frame: &RxFrame<'_>) -> Result<(), TxRefusal> {
         let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
         let len = frame.data.len() + tag_len;
-        if len > self.max_frame() || (tag_len > 0 && frame.data.len() < 12) {
+        // A tagged frame may be 4 bytes longer, as the kernel allows.
+        let tagged = tag_len > 0 || matches!(frame.data.get(12..14), Some([0x81, 0x00]));
+        let max_len = self.max_wire_frame + if tagged { 4 } else { 0 };
+        if len > self.max_frame().min(max_len) || (tag_len > 0 && frame.data.len() < 12) {
             return Err(TxRefusal::Oversize);
         }
         let slot = self.head * self.frame_size;
@@ -1073,7 +1141,11 @@ impl TxRing {
                 return Err(TxRefusal::RingFull);
             }
         }
-        let data = self.map.slice_mut(slot + TX_DATA_OFFSET, len);
+        let slot_data = self
+            .map
+            .slice_mut(slot + TX_DATA_OFFSET, VNET_HDR_LEN + len);
+        let (header, data) = slot_data.split_at_mut(VNET_HDR_LEN);
+        header.copy_from_slice(&linear_frame_header(len));
         match frame.vlan {
             Some((tpid, tci)) => {
                 data[..12].copy_from_slice(&frame.data[..12]);
@@ -1084,9 +1156,10 @@ impl TxRing {
             None => data.copy_from_slice(frame.data),
         }
         // tpacket2_hdr: tp_len at 4, tp_snaplen at 8.
+        let sent_len = (VNET_HDR_LEN + len) as u32;
         let header = self.map.slice_mut(slot, 12);
-        header[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
-        header[8..12].copy_from_slice(&(len as u32).to_ne_bytes());
+        header[4..8].copy_from_slice(&sent_len.to_ne_bytes());
+        header[8..12].copy_from_slice(&sent_len.to_ne_bytes());
         fence(Ordering::Release);
         self.map
             .status(slot)
@@ -1097,18 +1170,51 @@ impl TxRing {
     }
 
     /// Hands every queued frame to the driver: one syscall per batch.
+    ///
+    /// A frame the driver cannot take now (a peer's full queue) stays in
+    /// its slot with every frame behind it, and the kernel takes it up
+    /// again at the next `send`: [`has_unsent`](Self::has_unsent) says so,
+    /// and the caller comes back soon rather than at the next frame.
     pub fn flush(&mut self) {
-        if self.queued == 0 {
+        if self.queued == 0 && !self.unsent {
             return;
         }
         self.queued = 0;
-        // SAFETY: a zero-length send on our own socket asks the kernel to
-        // transmit the slots marked SEND_REQUEST; no user buffer is passed.
-        unsafe {
-            libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT);
+        for _ in 0..TX_RETRIES {
+            // SAFETY: a zero-length send on our own socket asks the kernel
+            // to transmit the slots marked SEND_REQUEST; no user buffer is
+            // passed.
+            let rc =
+                unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+            self.unsent = rc < 0
+                && matches!(
+                    io::Error::last_os_error().raw_os_error(),
+                    Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)
+                );
+            if !self.unsent {
+                return;
+            }
+            std::hint::spin_loop();
         }
     }
+
+    /// Frames are still waiting in the ring after the last flush.
+    pub fn has_unsent(&self) -> bool {
+        self.unsent
+    }
 }
+
+/// The virtio-net header of a frame sent as it is (no checksum to finish,
+/// no segmentation) whose `len` bytes all go into the skb's linear buffer.
+fn linear_frame_header(len: usize) -> [u8; VNET_HDR_LEN] {
+    let mut header = [0; VNET_HDR_LEN];
+    // hdr_len at 2; a slot's frame is at most a few KiB, well within u16.
+    header[2..4].copy_from_slice(&(len as u16).to_ne_bytes());
+    header
+}
+
+/// Attempts of one flush at a `send` the driver had no room for.
+const TX_RETRIES: usize = 8;
 
 /// What one [`RxRing::forward`] call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1142,10 +1248,10 @@ pub struct Sender {
 
 /// How allowed frames of the wire's size leave a port.
 pub enum FrameSender {
-    /// Copied into a memory-mapped TPACKET_V2 ring, sent by one `send`. The
-    /// skb points at the ring's pages: no copy where the driver can send
-    /// from them (veth copies them once more, and still measured faster
-    /// than `Copy` in the lab).
+    /// Copied into a memory-mapped TPACKET_V2 ring, sent by one `send`,
+    /// each frame copied once more into its skb's own buffer (a
+    /// virtio-net header asks for that: an skb pointing at the ring's
+    /// pages costs veth a page allocation and a copy per frame).
     Ring(TxRing),
     /// Gathered straight from the receive ring (no copy here) and sent by
     /// one `sendmmsg`, the kernel copying each frame once.
@@ -1188,6 +1294,18 @@ impl Sender {
         let mut failed = self.frames.flush();
         failed.add(&std::mem::take(&mut self.merged.carried_failures));
         failed
+    }
+
+    /// Frames wait in the transmit ring for the driver to take them.
+    pub fn has_unsent(&self) -> bool {
+        matches!(&self.frames, FrameSender::Ring(ring) if ring.has_unsent())
+    }
+
+    /// Offers the waiting frames to the driver again.
+    pub fn retry_unsent(&mut self) {
+        if let FrameSender::Ring(ring) = &mut self.frames {
+            ring.flush();
+        }
     }
 }
 

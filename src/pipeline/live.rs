@@ -572,6 +572,13 @@ fn run_worker(
                 outbound.transmit_busy += forwarded.busy;
             }
         }
+        let mut unsent = false;
+        for tx in &mut ports.tx {
+            if tx.has_unsent() {
+                tx.retry_unsent();
+                unsent |= tx.has_unsent();
+            }
+        }
         if round.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = round;
             port_check_due = true;
@@ -592,7 +599,15 @@ fn run_worker(
             // Traffic just stopped: the next frame is likely microseconds
             // away, and a sleep and wake-up would cost more than it saves.
             std::hint::spin_loop();
-        } else if wait_readable(&fds, PUBLISH_INTERVAL.as_millis() as i32) == Readiness::Error {
+        } else if wait_readable(
+            &fds,
+            if unsent {
+                1
+            } else {
+                PUBLISH_INTERVAL.as_millis() as i32
+            },
+        ) == Readiness::Error
+        {
             // A port went down (it may come back: keep going, but do not
             // spin on the error) or away (checked below).
             std::thread::sleep(Duration::from_millis(10));

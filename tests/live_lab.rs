@@ -9,7 +9,7 @@
 //! when a test fails. Tests run one at a time: they measure behaviour under
 //! load and must not share two cores with each other.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1714,4 +1714,123 @@ fn gro_aggregates_shorter_than_a_ring_slot_still_leave_as_wire_frames() {
         client_got.abs_diff(server_sent) <= 8,
         "s0 sent {server_sent} frames, c0 got {client_got}: {report:#}"
     );
+}
+
+/// Writes every frame `interface` sends (`out`) or receives (`in`) that
+/// carries UDP port 9000 or TCP port 8080 over IPv4, one hex line each,
+/// to a file, until `seconds` pass; prints "ready" once listening.
+const FRAME_CAPTURE: &str = r#"
+import socket, sys, time
+interface, direction, path, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+s.bind((interface, 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+frames = []
+end = time.time() + seconds
+while time.time() < end:
+    try:
+        data, address = s.recvfrom(65536)
+    except socket.timeout:
+        continue
+    if (address[2] == socket.PACKET_OUTGOING) != (direction == "out"):
+        continue
+    if data[12:14] != b"\x08\x00" or len(data) < 38:
+        continue
+    ports = data[34:38]
+    if (data[23] == 17 and ports[2:4] == b"\x23\x28") or (data[23] == 6 and b"\x1f\x90" in (ports[:2], ports[2:4])):
+        frames.append(data.hex())
+with open(path, "w") as f:
+    f.write("\n".join(frames))
+"#;
+
+/// Sends 3000 datagrams of 18 bytes from one connected socket, in bursts.
+const UDP_BURSTS: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], 9000))
+for burst in range(30):
+    for i in range(100):
+        s.send(bytes([burst]) * 17 + bytes([i]))
+"#;
+
+#[test]
+fn coalesced_frames_arrive_byte_for_byte_as_they_were_sent() {
+    let (_serial, mut lab) = lab_or_skip!();
+    let data = serve_allowed_and_denied(&mut lab, 3_000_000);
+    lab.spawn("server", &["python3", "-c", UDP_ECHO, SERVER_IP, "9000"]);
+    let nsgd = lab.start_nsgd(&policy(), &[]);
+    // Client to server: the datagrams; server to client: the download.
+    let captures = [
+        ("client", "c0", "out", "udp-sent"),
+        ("server", "s0", "in", "udp-arrived"),
+        ("server", "s0", "out", "tcp-sent"),
+        ("client", "c0", "in", "tcp-arrived"),
+    ];
+    let mut sniffers: Vec<Child> = captures
+        .iter()
+        .map(|(role, interface, direction, name)| {
+            let path = lab.path(name);
+            let mut child = lab
+                .exec(
+                    role,
+                    &[
+                        "python3",
+                        "-c",
+                        FRAME_CAPTURE,
+                        interface,
+                        direction,
+                        path.to_str().unwrap(),
+                        "6",
+                    ],
+                )
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut ready = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut ready)
+                .unwrap();
+            assert_eq!(ready.trim(), "ready");
+            child
+        })
+        .collect();
+    lab.exec("client", &["python3", "-c", UDP_BURSTS, SERVER_IP])
+        .output()
+        .unwrap();
+    lab.expect_curl_intact("file.bin", &data, "through coalescing");
+    for sniffer in &mut sniffers {
+        sniffer.wait().unwrap();
+    }
+    let report = nsgd.stop();
+    let frames = |name: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(lab.path(name)).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let (udp_sent, udp_arrived) = (frames("udp-sent"), frames("udp-arrived"));
+    let (tcp_sent, tcp_arrived) = (frames("tcp-sent"), frames("tcp-arrived"));
+    assert!(
+        udp_sent.len() >= 3000 && tcp_sent.len() > 2000,
+        "{} {}",
+        udp_sent.len(),
+        tcp_sent.len()
+    );
+    assert!(
+        udp_sent == udp_arrived,
+        "UDP: {} sent, {} arrived, or bytes differ",
+        udp_sent.len(),
+        udp_arrived.len()
+    );
+    assert!(
+        tcp_sent == tcp_arrived,
+        "TCP: {} sent, {} arrived, or bytes differ",
+        tcp_sent.len(),
+        tcp_arrived.len()
+    );
+    let coalesced = |port: usize| report["ports"][port]["coalesced"].as_u64().unwrap();
+    // n1 carried the datagrams out, n0 the download's segments.
+    assert!(coalesced(1) > 1000 && coalesced(0) > 1000, "{report:#}");
 }

@@ -68,6 +68,10 @@ pub struct Args {
     /// ring, the kernel copying each frame).
     #[arg(long = "tx", default_value = "ring", value_parser = ["ring", "copy"])]
     tx: String,
+    /// Send every frame on its own: do not merge runs of a stream's frames
+    /// for the kernel to cut back into the very same frames (GSO).
+    #[arg(long = "no-coalesce")]
+    no_coalesce: bool,
     /// Microseconds an idle worker keeps polling its rings before sleeping
     /// (0: sleep at once; more: lower latency, more CPU).
     #[arg(long = "spin-us", default_value_t = 0)]
@@ -93,6 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.ring.rx_block_size = args.rx_block_kib.clamp(4, 1 << 16).next_power_of_two() * 1024;
     options.ring.rx_blocks = args.rx_blocks.max(2);
     options.spin = Duration::from_micros(args.spin_us);
+    options.coalesce = !args.no_coalesce;
     options.tx_mode = if args.tx == "ring" {
         TxMode::Ring
     } else {
@@ -273,11 +278,12 @@ fn print_summary(report: &LiveReport) {
     for port in &report.ports {
         let c = &port.counters;
         println!(
-            "  port {:<10} rx {} (merged aggregates {}) tx {} kernel-drops {} tx-busy {} oversize {} checksums completed {} unfinished {}",
+            "  port {:<10} rx {} (merged aggregates {}) tx {} (coalesced {}) kernel-drops {} tx-busy {} oversize {} checksums completed {} unfinished {}",
             port.interface,
             c.received,
             c.merged,
             c.sent,
+            c.coalesced,
             c.kernel_drops,
             c.transmit_busy,
             c.oversize,

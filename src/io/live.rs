@@ -18,6 +18,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
+use super::coalesce::{Aggregate, Coalescer};
+
 pub use super::xdp::{XdpMode, XdpRx};
 
 const ETH_P_ALL: u16 = 0x0003;
@@ -33,7 +35,7 @@ const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_VNET_HDR: libc::c_int = 15;
 /// `struct virtio_net_hdr`, which PACKET_VNET_HDR puts before each frame.
-const VNET_HDR_LEN: usize = 10;
+pub(crate) const VNET_HDR_LEN: usize = 10;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 /// "The checksum was checked": meaningful only on receive.
 const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
@@ -975,6 +977,7 @@ fn forward_from(
     forwarded.sent_bytes -= failed.bytes;
     forwarded.oversize += failed.oversize;
     forwarded.busy += failed.busy;
+    forwarded.coalesced = out.take_coalesced();
     source.release_held();
     Some(forwarded)
 }
@@ -1229,6 +1232,8 @@ pub struct Forwarded {
     pub oversize: u64,
     /// Allowed frames dropped because the transmit side stayed full.
     pub busy: u64,
+    /// Sent frames that left merged into an aggregate of their stream.
+    pub coalesced: u64,
 }
 
 /// Allowed frames that a flush could not send.
@@ -1244,6 +1249,12 @@ pub struct FlushFailures {
 pub struct Sender {
     frames: FrameSender,
     merged: MergedSender,
+    /// Merges runs of one stream's frames for the kernel to cut back, so
+    /// a burst crosses the device in one go (with the ring sender only:
+    /// the copying one points into its frames until it flushes).
+    coalescer: Option<Coalescer>,
+    /// Frames sent inside aggregates since the last `take_coalesced`.
+    coalesced: u64,
 }
 
 /// How allowed frames of the wire's size leave a port.
@@ -1266,18 +1277,47 @@ pub enum TxMode {
 }
 
 impl Sender {
-    pub fn open(interface: &str, config: &RingConfig, mode: TxMode) -> Result<Sender, PortError> {
+    pub fn open(
+        interface: &str,
+        config: &RingConfig,
+        mode: TxMode,
+        coalesce: bool,
+    ) -> Result<Sender, PortError> {
         let frames = match mode {
             TxMode::Ring => FrameSender::Ring(TxRing::open(interface, config)?),
             TxMode::Copy => FrameSender::Copy(TxBatch::open(interface)?),
         };
+        let coalescer =
+            (matches!(frames, FrameSender::Ring(_)) && coalesce).then(Coalescer::default);
         Ok(Sender {
             frames,
             merged: MergedSender::open(interface)?,
+            coalescer,
+            coalesced: 0,
         })
     }
 
     fn push(&mut self, frame: &RxFrame<'_>) -> Result<(), TxRefusal> {
+        if let Some(coalescer) = &mut self.coalescer {
+            // Too long for the far port: the ring refuses it below.
+            let fits = match &self.frames {
+                FrameSender::Ring(ring) => frame.data.len() <= ring.max_wire_frame,
+                FrameSender::Copy(_) => false,
+            };
+            if fits && frame.merged.is_none() && frame.vlan.is_none() && !frame.checksum_pending {
+                if coalescer.offer(frame.data) {
+                    return Ok(());
+                }
+                if !coalescer.is_empty() {
+                    self.end_aggregate();
+                    if self.coalescer.as_mut().is_some_and(|c| c.offer(frame.data)) {
+                        return Ok(());
+                    }
+                }
+            } else {
+                self.end_aggregate();
+            }
+        }
         match (&mut self.frames, frame.merged) {
             (FrameSender::Ring(ring), None) => ring.queue(frame),
             (FrameSender::Copy(batch), None) => batch.push(frame),
@@ -1290,10 +1330,70 @@ impl Sender {
         }
     }
 
+    /// Sends the aggregate being built, if any: a lone frame into the
+    /// ring, several through the segmenting path after what the ring
+    /// holds. Failures are handed on at the next flush.
+    fn end_aggregate(&mut self) {
+        let Sender {
+            frames,
+            merged,
+            coalescer,
+            coalesced,
+        } = self;
+        let Some(aggregate) = coalescer.as_mut().and_then(Coalescer::take) else {
+            return;
+        };
+        let (result, frame_count, bytes) = match aggregate {
+            Aggregate::Single(data) => {
+                let single = RxFrame {
+                    data,
+                    wire_len: data.len() as u32,
+                    vlan: None,
+                    checksum_pending: false,
+                    checksum_completed: false,
+                    merged: None,
+                };
+                let result = match frames {
+                    FrameSender::Ring(ring) => ring.queue(&single),
+                    FrameSender::Copy(_) => Err(TxRefusal::Oversize),
+                };
+                (result, 1, data.len() as u64)
+            }
+            Aggregate::Merged {
+                header,
+                frame,
+                frames: frame_count,
+                wire_bytes,
+            } => {
+                let failed = frames.flush();
+                merged.carried_failures.add(&failed);
+                let result = merged.send_parts(&header, &[frame]);
+                if result.is_ok() {
+                    *coalesced += u64::from(frame_count);
+                }
+                (result, u64::from(frame_count), wire_bytes)
+            }
+        };
+        let failures = &mut merged.carried_failures;
+        match result {
+            Ok(()) => {}
+            Err(TxRefusal::Oversize) => failures.oversize += frame_count,
+            Err(TxRefusal::RingFull) => failures.busy += frame_count,
+        }
+        if result.is_err() {
+            failures.bytes += bytes;
+        }
+    }
+
     fn flush(&mut self) -> FlushFailures {
+        self.end_aggregate();
         let mut failed = self.frames.flush();
         failed.add(&std::mem::take(&mut self.merged.carried_failures));
         failed
+    }
+
+    fn take_coalesced(&mut self) -> u64 {
+        std::mem::take(&mut self.coalesced)
     }
 
     /// Frames wait in the transmit ring for the driver to take them.
@@ -1424,26 +1524,41 @@ impl MergedSender {
     }
 
     fn send(&mut self, frame: &RxFrame<'_>, merged: &Merged) -> Result<(), TxRefusal> {
-        let mut tag = [0u8; 4];
-        let (frame_parts, count) = gather_frame(frame, &mut tag);
-        let header = outgoing_header(merged.header, count > 1);
-        let mut iov = [
-            libc::iovec {
-                iov_base: header.as_ptr() as *mut libc::c_void,
-                iov_len: VNET_HDR_LEN,
-            },
-            frame_parts[0],
-            frame_parts[1],
-            frame_parts[2],
-        ];
-        let parts = 1 + count;
+        let data = frame.data;
+        match frame.vlan {
+            Some((tpid, tci)) if data.len() >= 12 => {
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&tpid.to_be_bytes());
+                tag[2..].copy_from_slice(&tci.to_be_bytes());
+                let header = outgoing_header(merged.header, true);
+                self.send_parts(&header, &[&data[..12], &tag, &data[12..]])
+            }
+            _ => self.send_parts(&outgoing_header(merged.header, false), &[data]),
+        }
+    }
+
+    /// Sends `header` and then `parts` as one frame with one `sendmsg`.
+    fn send_parts(
+        &mut self,
+        header: &[u8; VNET_HDR_LEN],
+        parts: &[&[u8]],
+    ) -> Result<(), TxRefusal> {
+        let vector = |bytes: &[u8]| libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
+        let mut iov = [vector(header), vector(&[]), vector(&[]), vector(&[])];
+        let count = parts.len().min(iov.len() - 1);
+        for (slot, bytes) in iov[1..].iter_mut().zip(&parts[..count]) {
+            *slot = vector(bytes);
+        }
         // SAFETY: an all-zero msghdr is a valid value of the C struct.
         let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
         message.msg_iov = iov.as_mut_ptr();
-        message.msg_iovlen = parts;
+        message.msg_iovlen = 1 + count;
         for _ in 0..64 {
-            // SAFETY: the I/O vectors point at `header`, `tag` and the
-            // frame, all live for the call; the kernel only reads them.
+            // SAFETY: the I/O vectors point at `header` and `parts`, all
+            // live for the call; the kernel only reads them.
             let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &message, libc::MSG_DONTWAIT) };
             if rc >= 0 {
                 return Ok(());

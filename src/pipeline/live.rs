@@ -45,6 +45,10 @@ pub struct LiveOptions {
     pub rx_io: RxIo,
     /// How allowed frames are sent.
     pub tx_mode: TxMode,
+    /// Merge runs of a stream's frames for the kernel to cut back into the
+    /// same frames (GSO) on the way out: one trip through the device per
+    /// burst instead of one per frame.
+    pub coalesce: bool,
     /// How long an idle worker keeps polling its rings before it sleeps in
     /// `poll` (zero: sleep at once). Spinning trades CPU for latency.
     pub spin: Duration,
@@ -63,6 +67,7 @@ impl LiveOptions {
             promiscuous: true,
             rx_io: RxIo::Packet,
             tx_mode: TxMode::Ring,
+            coalesce: true,
             spin: Duration::ZERO,
         }
     }
@@ -109,6 +114,9 @@ pub struct PortCounters {
     /// once, counted in `received` as the wire frames it merged, and sent
     /// on to be cut back into those frames.
     pub merged: u64,
+    /// Frames sent merged with others of their stream into one aggregate,
+    /// which the kernel cut back into these very frames (also in `sent`).
+    pub coalesced: u64,
 }
 
 impl PortCounters {
@@ -123,6 +131,7 @@ impl PortCounters {
         self.checksum_completed += other.checksum_completed;
         self.checksum_unfinished += other.checksum_unfinished;
         self.merged += other.merged;
+        self.coalesced += other.coalesced;
     }
 }
 
@@ -232,8 +241,18 @@ impl Bridge {
                 open_receiver(&options, 1, fanout(1))?,
             ];
             let tx = [
-                Sender::open(&options.ports[0], &options.ring, options.tx_mode)?,
-                Sender::open(&options.ports[1], &options.ring, options.tx_mode)?,
+                Sender::open(
+                    &options.ports[0],
+                    &options.ring,
+                    options.tx_mode,
+                    options.coalesce,
+                )?,
+                Sender::open(
+                    &options.ports[1],
+                    &options.ring,
+                    options.tx_mode,
+                    options.coalesce,
+                )?,
             ];
             all_ports.push(WorkerPorts { rx, tx });
         }
@@ -570,6 +589,7 @@ fn run_worker(
                 outbound.sent_bytes += forwarded.sent_bytes;
                 outbound.oversize += forwarded.oversize;
                 outbound.transmit_busy += forwarded.busy;
+                outbound.coalesced += forwarded.coalesced;
             }
         }
         let mut unsent = false;
@@ -751,7 +771,7 @@ pub fn prometheus(report: &LiveReport) -> String {
         .sample(bytes, &[("verdict", "allow")], traffic.bytes_allowed as f64)
         .sample(bytes, &[("verdict", "deny")], traffic.bytes_denied as f64);
     type PortSamples = fn(&PortCounters) -> Vec<(&'static str, u64)>;
-    let port_families: [(&str, &str, &str, PortSamples); 5] = [
+    let port_families: [(&str, &str, &str, PortSamples); 6] = [
         (
             "nsgd_port_frames_total",
             "Frames received and sent per port.",
@@ -781,6 +801,12 @@ pub fn prometheus(report: &LiveReport) -> String {
             "Receive-offload (GRO/LRO) aggregates taken whole; their wire frames are counted in nsgd_port_frames_total.",
             "direction",
             |c| vec![("rx", c.merged)],
+        ),
+        (
+            "nsgd_port_coalesced_frames_total",
+            "Frames sent merged with others of their stream into one aggregate, which the kernel cut back into them; also in nsgd_port_frames_total.",
+            "direction",
+            |c| vec![("tx", c.coalesced)],
         ),
         (
             "nsgd_port_offloaded_checksums_total",

@@ -1365,6 +1365,10 @@ impl Sender {
                 frames: frame_count,
                 wire_bytes,
             } => {
+                // What the ring holds goes first. (If the driver had no
+                // room for it even after the flush's retries, the aggregate
+                // may overtake it: a reordering under congestion, as a
+                // full NIC queue may cause, never a loss.)
                 let failed = frames.flush();
                 merged.carried_failures.add(&failed);
                 let result = merged.send_parts(&header, &[frame]);

@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
-use super::coalesce::{Aggregate, Coalescer};
+use super::coalesce::{fold, sum, Aggregate, Coalescer};
 
 pub use super::xdp::{XdpMode, XdpRx};
 
@@ -566,18 +566,7 @@ pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool 
     if start >= frame.len() || field + 2 > frame.len() {
         return false;
     }
-    let mut sum: u64 = 0;
-    let mut words = frame[start..].chunks_exact(2);
-    for word in &mut words {
-        sum += u64::from(u16::from_be_bytes([word[0], word[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let folded = !(sum as u16);
+    let folded = !fold(sum(&frame[start..], 0));
     let value = if folded == 0 { 0xffff } else { folded };
     frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
     true

@@ -10,7 +10,7 @@
 //! reader lends records from one reused buffer (or the mapped file) and
 //! never panics on input.
 
-mod coalesce;
+pub mod coalesce;
 mod error;
 pub mod generate;
 

@@ -19,9 +19,8 @@
 //! no padding and no IP options or extension headers. Anything else is
 //! sent as it came.
 
-use super::live::VNET_HDR_LEN;
+use super::live::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN};
 
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 const VIRTIO_NET_HDR_GSO_UDP_L4: u8 = 5;

@@ -36,7 +36,7 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_VNET_HDR: libc::c_int = 15;
 /// `struct virtio_net_hdr`, which PACKET_VNET_HDR puts before each frame.
 pub(crate) const VNET_HDR_LEN: usize = 10;
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub(crate) const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 /// "The checksum was checked": meaningful only on receive.
 const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
